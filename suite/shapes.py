@@ -1,0 +1,369 @@
+"""Transformer shapes: one frozen dataclass, the canonical size tables, and their names.
+
+A `Shape` is the architecture of one Transformer stack pair, shared by the text (T5
+encoder-decoder) and vision (ViT, encoder only) families. Names follow the released
+T5-Efficient checkpoints (`google/t5-efficient-{size}[-{knob}{value}]*`), the T5.1.1 family
+(`t5.1.1-{size}[-...]`) and big_vision's ViT names (`B/16[-{knob}{value}]*`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from collections.abc import Mapping
+
+TEXT = 'text'
+VISION = 'vision'
+DOMAINS = (TEXT, VISION)
+
+TEXT_ACTIVATIONS = ('relu', 'gated-gelu')
+VISION_ACTIVATIONS = ('gelu',)
+POOLINGS = ('cls', 'gap')
+
+T5_VOCAB_SIZE = 32128
+
+
+class ShapeError(ValueError):
+  """A shape, a shape name or a knob is invalid; the message says why and what is valid."""
+
+
+def closest(name: str, choices, n: int = 3) -> str:
+  """'did you mean' text listing the registered names closest to `name`."""
+  choices = list(choices)
+  near = difflib.get_close_matches(name, choices, n=n, cutoff=0.0)
+  return ', '.join(near) if near else ', '.join(choices[:n])
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+  """The architecture of one Transformer: depths, widths and the family options.
+
+  Attention width is `num_heads * d_kv` and need not equal `d_model`. Text shapes
+  (`domain='text'`) are T5 encoder-decoders; vision shapes (`domain='vision'`) are ViT
+  encoders with `num_decoder_layers == 0`.
+  """
+
+  num_encoder_layers: int
+  num_decoder_layers: int
+  d_model: int
+  d_ff: int
+  num_heads: int
+  d_kv: int
+  domain: str = TEXT
+  activation: str = 'relu'
+  # Text options (T5): vocabulary, tied input/output embedding, relative position buckets.
+  vocab_size: int = T5_VOCAB_SIZE
+  tie_embeddings: bool = True
+  relative_buckets: int = 32
+  relative_max_distance: int = 128
+  # Vision options (ViT): square images cut into square patches, pooling, classifier size.
+  image_size: int = 0
+  patch_size: int = 0
+  pooling: str = ''
+  num_classes: int = 0
+
+  def __post_init__(self):
+    for field in ('num_encoder_layers', 'd_model', 'd_ff', 'num_heads', 'd_kv'):
+      value = getattr(self, field)
+      if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ShapeError(f'{field}={value!r}: must be a positive integer.')
+    if not isinstance(self.num_decoder_layers, int) or self.num_decoder_layers < 0:
+      raise ShapeError(
+          f'num_decoder_layers={self.num_decoder_layers!r}: must be an integer >= 0.')
+    if self.domain == TEXT:
+      self._validate_text()
+    elif self.domain == VISION:
+      self._validate_vision()
+    else:
+      raise ShapeError(f'domain={self.domain!r}: valid domains are {", ".join(DOMAINS)}.')
+
+  def _validate_text(self):
+    if self.activation not in TEXT_ACTIVATIONS:
+      raise ShapeError(f'activation={self.activation!r}: text shapes take one of '
+                       f'{", ".join(TEXT_ACTIVATIONS)}.')
+    if self.num_decoder_layers <= 0:
+      raise ShapeError('num_decoder_layers=0: a T5 text shape needs a decoder; '
+                       'use domain="vision" for encoder-only models.')
+    for field in ('vocab_size', 'relative_buckets', 'relative_max_distance'):
+      if getattr(self, field) <= 0:
+        raise ShapeError(f'{field}={getattr(self, field)!r}: must be positive.')
+    if self.image_size or self.patch_size or self.pooling or self.num_classes:
+      raise ShapeError('image_size, patch_size, pooling and num_classes are vision options; '
+                       'leave them unset on a text shape.')
+
+  def _validate_vision(self):
+    if self.activation not in VISION_ACTIVATIONS:
+      raise ShapeError(f'activation={self.activation!r}: vision shapes take one of '
+                       f'{", ".join(VISION_ACTIVATIONS)}.')
+    if self.num_decoder_layers != 0:
+      raise ShapeError(f'num_decoder_layers={self.num_decoder_layers}: a ViT is '
+                       'encoder-only; set it to 0.')
+    if self.patch_size <= 0 or self.image_size <= 0:
+      raise ShapeError(f'image_size={self.image_size}, patch_size={self.patch_size}: '
+                       'a vision shape needs both, positive.')
+    if self.image_size % self.patch_size:
+      raise ShapeError(f'image_size={self.image_size} is not a multiple of '
+                       f'patch_size={self.patch_size}; pick sizes that tile the image.')
+    if self.pooling not in POOLINGS:
+      raise ShapeError(f'pooling={self.pooling!r}: valid poolings are {", ".join(POOLINGS)}.')
+    if self.num_classes <= 0:
+      raise ShapeError(f'num_classes={self.num_classes}: must be positive.')
+
+  @property
+  def attention_width(self) -> int:
+    return self.num_heads * self.d_kv
+
+  @property
+  def num_layers(self) -> int:
+    return self.num_encoder_layers + self.num_decoder_layers
+
+  @property
+  def num_patches(self) -> int:
+    """Patch tokens per image (vision); the class token, if any, is not counted."""
+    return (self.image_size // self.patch_size) ** 2 if self.patch_size else 0
+
+  @property
+  def is_gated(self) -> bool:
+    return self.activation.startswith('gated')
+
+  def fields(self) -> dict:
+    return dataclasses.asdict(self)
+
+  def replace(self, **changes) -> 'Shape':
+    return dataclasses.replace(self, **changes)
+
+
+def _t5(layers, d_model, d_ff, heads, d_kv, gated=False):
+  return Shape(num_encoder_layers=layers, num_decoder_layers=layers, d_model=d_model,
+               d_ff=d_ff, num_heads=heads, d_kv=d_kv,
+               activation='gated-gelu' if gated else 'relu', tie_embeddings=not gated)
+
+
+def _vit(layers, d_model, d_ff, heads):
+  return Shape(num_encoder_layers=layers, num_decoder_layers=0, d_model=d_model, d_ff=d_ff,
+               num_heads=heads, d_kv=d_model // heads, domain=VISION, activation='gelu',
+               image_size=224, patch_size=16, pooling='cls', num_classes=1000)
+
+
+# T5-Efficient (T5 v1.0 style: ReLU FFN, tied embeddings), as released.
+T5_EFFICIENT_SIZES: Mapping[str, Shape] = {
+    'tiny': _t5(4, 256, 1024, 4, 64),
+    'mini': _t5(4, 384, 1536, 8, 64),
+    'small': _t5(6, 512, 2048, 8, 64),
+    'base': _t5(12, 768, 3072, 12, 64),
+    'large': _t5(24, 1024, 4096, 16, 64),
+    'xl': _t5(24, 1024, 16384, 32, 128),
+    'xxl': _t5(24, 1024, 65536, 128, 128),
+}
+# T5.1.1: gated-GELU FFN, untied output head.
+T5_1_1_PREFIX = 't5.1.1-'
+T5_1_1_SIZES: Mapping[str, Shape] = {
+    'small': _t5(8, 512, 1024, 6, 64, gated=True),
+    'base': _t5(12, 768, 2048, 12, 64, gated=True),
+    'large': _t5(24, 1024, 2816, 16, 64, gated=True),
+    'xl': _t5(24, 2048, 5120, 32, 64, gated=True),
+    'xxl': _t5(24, 4096, 10240, 64, 64, gated=True),
+}
+# big_vision ViT sizes (d_kv = width / heads); default 224 pixels, class token, 1000 classes.
+VIT_SIZES: Mapping[str, Shape] = {
+    'Ti': _vit(12, 192, 768, 3),
+    'S': _vit(12, 384, 1536, 6),
+    'M': _vit(12, 512, 2048, 8),
+    'B': _vit(12, 768, 3072, 12),
+    'L': _vit(24, 1024, 4096, 16),
+    'So400m': _vit(27, 1152, 4304, 16),
+    'H': _vit(32, 1280, 5120, 16),
+    'g': _vit(40, 1408, 6144, 16),
+}
+# Patch sizes of the canonical ViT names (`So400m/14`, `H/14`, `g/14`; the rest /16).
+VIT_CANONICAL_PATCH = {'So400m': 14, 'H': 14, 'g': 14}
+
+# Knob -> Shape field(s) it sets. `nl` sets both depths.
+TEXT_KNOBS: Mapping[str, tuple[str, ...]] = {
+    'nl': ('num_encoder_layers', 'num_decoder_layers'),
+    'el': ('num_encoder_layers',),
+    'dl': ('num_decoder_layers',),
+    'dm': ('d_model',),
+    'ff': ('d_ff',),
+    'kv': ('d_kv',),
+    'nh': ('num_heads',),
+}
+VISION_KNOBS: Mapping[str, tuple[str, ...]] = {
+    'nl': ('num_encoder_layers',),
+    'dm': ('d_model',),
+    'ff': ('d_ff',),
+    'kv': ('d_kv',),
+    'nh': ('num_heads',),
+}
+_KNOB_RE = re.compile(r'^([a-z]+?)(\d+)$')
+
+
+def knob_value(text: str) -> int:
+  """Numbers in names: a multiple of 1000 means that many KiB-style units (ff2000 = 2048)."""
+  value = int(text)
+  return value // 1000 * 1024 if value >= 1000 and value % 1000 == 0 else value
+
+
+def format_knob_value(value: int) -> str:
+  return f'{value // 1024}000' if value >= 1024 and value % 1024 == 0 else str(value)
+
+
+def _parse_knobs(name: str, parts: list[str], knobs: Mapping[str, tuple[str, ...]]):
+  values: dict[str, int] = {}
+  for part in parts:
+    match = _KNOB_RE.match(part)
+    if not match or match.group(1) not in knobs:
+      bad = match.group(1) if match else part
+      raise ShapeError(f'unknown knob {bad!r} in shape name {name!r}; valid knobs: '
+                       f'{", ".join(knobs)} (closest: {closest(bad, knobs)}), each followed '
+                       'by a number, e.g. "small-nl16".')
+    knob, value = match.group(1), knob_value(match.group(2))
+    if value <= 0:
+      raise ShapeError(f'knob {part!r} in {name!r}: the value must be positive.')
+    values[knob] = value
+  return values
+
+
+def _apply_knobs(base: Shape, values: Mapping[str, int], knobs) -> Shape:
+  changes = {}
+  for knob, value in values.items():
+    for field in knobs[knob]:
+      changes[field] = value
+  return dataclasses.replace(base, **changes)
+
+
+def _text_base(size: str, table: Mapping[str, Shape], family_prefix: str,
+               values: Mapping[str, int]) -> Shape:
+  base = table[size]
+  # Released quirk: the xxl `nl` variants use 32 heads of d_kv 64.
+  if not family_prefix and size == 'xxl' and 'nl' in values:
+    base = dataclasses.replace(base, num_heads=32, d_kv=64)
+  return base
+
+
+def text_names() -> list[str]:
+  return list(T5_EFFICIENT_SIZES) + [T5_1_1_PREFIX + s for s in T5_1_1_SIZES]
+
+
+def vision_names() -> list[str]:
+  return [f'{s}/{VIT_CANONICAL_PATCH.get(s, 16)}' for s in VIT_SIZES]
+
+
+def names(domain: str) -> list[str]:
+  """The canonical size names of a domain."""
+  _check_domain(domain)
+  return text_names() if domain == TEXT else vision_names()
+
+
+def _check_domain(domain: str):
+  if domain not in DOMAINS:
+    raise ShapeError(f'unknown domain {domain!r}; valid domains: {", ".join(DOMAINS)}.')
+
+
+def parse(name: str, domain: str | None = None) -> Shape:
+  """Shape for a released-style name: 'small-nl16', 't5.1.1-base', 'B/16-dm512'.
+
+  The domain is inferred from the name (a '/' means vision) unless given.
+  """
+  if domain is None:
+    domain = VISION if '/' in name else TEXT
+  _check_domain(domain)
+  return _parse_vision(name) if domain == VISION else _parse_text(name)
+
+
+def _parse_text(name: str) -> Shape:
+  family_prefix, table = '', T5_EFFICIENT_SIZES
+  rest = name
+  if name.startswith(T5_1_1_PREFIX):
+    family_prefix, table, rest = T5_1_1_PREFIX, T5_1_1_SIZES, name[len(T5_1_1_PREFIX):]
+  parts = rest.split('-')
+  size = parts[0]
+  if size not in table:
+    raise ShapeError(f'unknown text shape {name!r}: {size!r} is not a size of the '
+                     f'{"T5.1.1" if family_prefix else "T5-Efficient"} family; closest names: '
+                     f'{closest(name, text_names())}. Sizes: {", ".join(table)}.')
+  values = _parse_knobs(name, parts[1:], TEXT_KNOBS)
+  base = _text_base(size, table, family_prefix, values)
+  return _apply_knobs(base, values, TEXT_KNOBS)
+
+
+def _parse_vision(name: str) -> Shape:
+  head, *knob_parts = name.split('-')
+  size, _, patch = head.partition('/')
+  if size not in VIT_SIZES or not patch.isdigit() or int(patch) <= 0:
+    raise ShapeError(f'unknown vision shape {name!r}; closest names: '
+                     f'{closest(name, vision_names())}. Vision names are SIZE/PATCH '
+                     f'with SIZE in {", ".join(VIT_SIZES)}, e.g. "B/16" or "S/16-nl24".')
+  values = _parse_knobs(name, knob_parts, VISION_KNOBS)
+  base = dataclasses.replace(VIT_SIZES[size], patch_size=int(patch))
+  if 224 % int(patch):
+    raise ShapeError(f'patch size {patch} in {name!r} does not tile 224-pixel images; '
+                     'use a divisor of 224 such as 8, 14, 16 or 32.')
+  return _apply_knobs(base, values, VISION_KNOBS)
+
+
+def _knob_diff(shape: Shape, base: Shape, knobs) -> list[str] | None:
+  """Knob parts that turn `base` into `shape`, or None when other fields differ."""
+  parts = []
+  changed = {}
+  if knobs is TEXT_KNOBS and (shape.num_encoder_layers != base.num_encoder_layers or
+                              shape.num_decoder_layers != base.num_decoder_layers):
+    if shape.num_encoder_layers == shape.num_decoder_layers:
+      parts.append(f'nl{shape.num_encoder_layers}')
+    else:
+      if shape.num_encoder_layers != base.num_encoder_layers:
+        parts.append(f'el{shape.num_encoder_layers}')
+      if shape.num_decoder_layers != base.num_decoder_layers:
+        parts.append(f'dl{shape.num_decoder_layers}')
+    changed.update(num_encoder_layers=shape.num_encoder_layers,
+                   num_decoder_layers=shape.num_decoder_layers)
+  elif knobs is VISION_KNOBS and shape.num_encoder_layers != base.num_encoder_layers:
+    parts.append(f'nl{shape.num_encoder_layers}')
+    changed['num_encoder_layers'] = shape.num_encoder_layers
+  for knob, field in (('dm', 'd_model'), ('ff', 'd_ff'), ('kv', 'd_kv'), ('nh', 'num_heads')):
+    if getattr(shape, field) != getattr(base, field):
+      parts.append(f'{knob}{format_knob_value(getattr(shape, field))}')
+      changed[field] = getattr(shape, field)
+  if dataclasses.replace(base, **changed) != shape:
+    return None
+  return parts
+
+
+def format_name(shape: Shape) -> str:
+  """The canonical name of a shape: the size needing the fewest knobs, then its knobs.
+
+  Raises ShapeError for shapes whose family options no name can express (another vocab,
+  image size or class count): those are named by their fields alone.
+  """
+  candidates = []
+  if shape.domain == TEXT:
+    for prefix, table in (('', T5_EFFICIENT_SIZES), (T5_1_1_PREFIX, T5_1_1_SIZES)):
+      for size in table:
+        plain = table[size]
+        quirk = _text_base(size, table, prefix, {'nl': 0})
+        for base in (plain, quirk) if quirk is not plain else (plain,):
+          parts = _knob_diff(shape, base, TEXT_KNOBS)
+          if parts is None:
+            continue
+          # Where the xxl quirk exists, a name with an `nl` knob means the quirk base.
+          has_nl = any(p.startswith('nl') for p in parts)
+          if quirk is not plain and has_nl != (base is quirk):
+            continue
+          candidates.append((len(parts), prefix + size, parts))
+  else:
+    for size, base in VIT_SIZES.items():
+      parts = _knob_diff(shape, dataclasses.replace(base, patch_size=shape.patch_size),
+                         VISION_KNOBS)
+      if parts is not None:
+        candidates.append((len(parts), f'{size}/{shape.patch_size}', parts))
+  if not candidates:
+    raise ShapeError(f'no released-style name describes {shape}: its family options '
+                     '(vocab, embeddings tying, image size, classes, pooling) differ from '
+                     'every size table.')
+  _, head, parts = min(candidates, key=lambda c: c[0])
+  return '-'.join([head, *parts])
+
+
+def canonical(name: str, domain: str | None = None) -> str:
+  return format_name(parse(name, domain))
