@@ -130,7 +130,7 @@ class Shape:
   def fields(self) -> dict:
     return dataclasses.asdict(self)
 
-  def replace(self, **changes) -> 'Shape':
+  def replace(self, **changes) -> Shape:
     return dataclasses.replace(self, **changes)
 
 
@@ -207,6 +207,11 @@ def knob_value(text: str) -> int:
 
 def format_knob_value(value: int) -> str:
   return f'{value // 1024}000' if value >= 1024 and value % 1024 == 0 else str(value)
+
+
+def knob_expressible(value: int) -> bool:
+  """Whether a name can carry `value`: 8000 would read back as 8192, so it cannot."""
+  return knob_value(format_knob_value(value)) == value
 
 
 def _parse_knobs(name: str, parts: list[str], knobs: Mapping[str, tuple[str, ...]]):
@@ -296,10 +301,10 @@ def _parse_vision(name: str) -> Shape:
                      f'{closest(name, vision_names())}. Vision names are SIZE/PATCH '
                      f'with SIZE in {", ".join(VIT_SIZES)}, e.g. "B/16" or "S/16-nl24".')
   values = _parse_knobs(name, knob_parts, VISION_KNOBS)
-  base = dataclasses.replace(VIT_SIZES[size], patch_size=int(patch))
-  if 224 % int(patch):
+  if VIT_SIZES[size].image_size % int(patch):
     raise ShapeError(f'patch size {patch} in {name!r} does not tile 224-pixel images; '
                      'use a divisor of 224 such as 8, 14, 16 or 32.')
+  base = dataclasses.replace(VIT_SIZES[size], patch_size=int(patch))
   return _apply_knobs(base, values, VISION_KNOBS)
 
 
@@ -323,6 +328,8 @@ def _knob_diff(shape: Shape, base: Shape, knobs) -> list[str] | None:
     changed['num_encoder_layers'] = shape.num_encoder_layers
   for knob, field in (('dm', 'd_model'), ('ff', 'd_ff'), ('kv', 'd_kv'), ('nh', 'num_heads')):
     if getattr(shape, field) != getattr(base, field):
+      if not knob_expressible(getattr(shape, field)):
+        return None
       parts.append(f'{knob}{format_knob_value(getattr(shape, field))}')
       changed[field] = getattr(shape, field)
   if dataclasses.replace(base, **changed) != shape:
@@ -333,8 +340,9 @@ def _knob_diff(shape: Shape, base: Shape, knobs) -> list[str] | None:
 def format_name(shape: Shape) -> str:
   """The canonical name of a shape: the size needing the fewest knobs, then its knobs.
 
-  Raises ShapeError for shapes whose family options no name can express (another vocab,
-  image size or class count): those are named by their fields alone.
+  Raises ShapeError for shapes that no name can express (another vocab, image size or
+  class count, or a value such as 8000 that a name would read back as 8192): those are
+  named by their fields alone (`descriptive_name`).
   """
   candidates = []
   if shape.domain == TEXT:
@@ -353,17 +361,70 @@ def format_name(shape: Shape) -> str:
           candidates.append((len(parts), prefix + size, parts))
   else:
     for size, base in VIT_SIZES.items():
+      if base.image_size % shape.patch_size:
+        continue  # no name for patches that do not tile the named sizes' images
       parts = _knob_diff(shape, dataclasses.replace(base, patch_size=shape.patch_size),
                          VISION_KNOBS)
       if parts is not None:
         candidates.append((len(parts), f'{size}/{shape.patch_size}', parts))
-  if not candidates:
-    raise ShapeError(f'no released-style name describes {shape}: its family options '
-                     '(vocab, embeddings tying, image size, classes, pooling) differ from '
-                     'every size table.')
-  _, head, parts = min(candidates, key=lambda c: c[0])
-  return '-'.join([head, *parts])
+  for _, head, parts in sorted(candidates, key=lambda c: c[0]):
+    name = '-'.join([head, *parts])
+    if parse(name, shape.domain) == shape:  # e.g. 8000 would read back as 8192
+      return name
+  raise ShapeError(f'no released-style name describes {shape}: its family options '
+                   '(vocab, embeddings tying, image size, classes, pooling) differ from '
+                   'every size table, or a value (such as 8000) cannot be written in a name.')
 
 
 def canonical(name: str, domain: str | None = None) -> str:
   return format_name(parse(name, domain))
+
+
+def descriptive_name(shape: Shape) -> str:
+  """A name spelling out every architecture field, for shapes no released-style name fits."""
+  head = (f'el{shape.num_encoder_layers}-dl{shape.num_decoder_layers}' if shape.domain == TEXT
+          else f'p{shape.patch_size}-i{shape.image_size}-nl{shape.num_encoder_layers}')
+  body = f'dm{shape.d_model}-ff{shape.d_ff}-nh{shape.num_heads}-kv{shape.d_kv}'
+  if shape.domain == TEXT:
+    tail = f'{shape.activation}-v{shape.vocab_size}{"" if shape.tie_embeddings else "-untied"}'
+  else:
+    tail = f'{shape.pooling}-c{shape.num_classes}'
+  return f'{shape.domain}:{head}-{body}-{tail}'
+
+
+def display_name(shape: Shape) -> str:
+  """The canonical released-style name when one exists, else `descriptive_name`."""
+  try:
+    return format_name(shape)
+  except ShapeError:
+    return descriptive_name(shape)
+
+
+def _released(size: str, *variants: str) -> list[str]:
+  return [size] + [f'{size}-{v}' for v in variants]
+
+
+# The T5-Efficient checkpoints released as `google/t5-efficient-{name}` on the Hugging Face
+# hub (the "Scale Efficiently" release, Tay et al. 2021), without the prefix.
+RELEASED_T5_EFFICIENT: tuple[str, ...] = tuple(
+    _released('tiny', 'nl2', 'nl6', 'nl8', 'nl12', 'nl16', 'nl24', 'nl32', 'el2', 'el6', 'el8',
+              'el12', 'dl2', 'dl6', 'dl8', 'ff2000', 'ff3000', 'ff6000', 'ff9000', 'ff12000',
+              'kv16', 'kv32', 'kv128', 'kv256', 'nh1', 'nh8', 'nh16', 'nh32')
+    + _released('mini', 'nl6', 'nl8', 'nl12', 'nl24')
+    + _released('small', 'nl2', 'nl4', 'nl8', 'nl16', 'nl20', 'nl22', 'nl24', 'nl32', 'nl36',
+                'nl40', 'nl48', 'el2', 'el4', 'el8', 'el12', 'el16', 'el32', 'el48', 'el64',
+                'dl2', 'dl4', 'dl8', 'dl12', 'dl16', 'el8-dl1', 'el8-dl2', 'el8-dl4',
+                'el16-dl1', 'el16-dl2', 'el16-dl4', 'el16-dl8', 'dm128', 'dm256', 'dm768',
+                'dm1000', 'dm2000', 'ff1000', 'ff3000', 'ff6000', 'ff9000', 'ff12000', 'kv16',
+                'kv32', 'kv128', 'kv256')
+    + _released('base', 'nl2', 'nl4', 'nl8', 'nl16', 'nl24', 'nl32', 'nl36', 'nl40', 'nl48',
+                'el2', 'el4', 'el6', 'el8', 'el16', 'dl2', 'dl4', 'dl6', 'dl8', 'dm256', 'dm512',
+                'dm1000', 'dm2000', 'ff1000', 'ff2000', 'ff6000', 'ff9000', 'ff12000', 'kv16',
+                'kv32', 'kv128', 'kv256', 'nh8', 'nh16', 'nh24', 'nh32')
+    + _released('large', 'nl2', 'nl4', 'nl8', 'nl10', 'nl12', 'nl16', 'nl20', 'nl32', 'nl36',
+                'el2', 'el4', 'el6', 'el8', 'el12', 'dl2', 'dl4', 'dl6', 'dl8', 'dl12', 'dl16',
+                'dl32', 'dm128', 'dm256', 'dm512', 'dm768', 'dm2000', 'ff2000', 'ff6000',
+                'ff12000', 'kv16', 'kv32', 'kv128', 'kv256', 'nh2', 'nh4', 'nh8', 'nh12', 'nh24',
+                'nh32', 'nh8-nl32')
+    + _released('xl', 'nl2', 'nl4', 'nl6', 'nl8', 'nl12', 'nl16', 'nl28')
+    + _released('xxl', 'nl4'))

@@ -1,0 +1,256 @@
+"""Scaling strategies: pure functions from a base Shape and a scale factor to a new Shape.
+
+A strategy knows nothing about T5 or ViT: it moves the dimensions of a `Shape` (depths,
+d_model, d_ff, heads, d_kv) and leaves the family options alone. The scale factor `f` is the
+approximate multiplier on the parameters of the Transformer layers (embeddings aside): a
+strategy that moves one dimension multiplies it by `f`; one that moves k coupled matrix
+dimensions multiplies each by `f ** (1/k)`. `f == 1` is the base itself.
+
+Rounding (hardware-friendly, stated once): layers are whole numbers >= 1 (a decoder stays
+absent when the base has none); d_model and d_ff are multiples of 64; d_kv a multiple of 8;
+heads a whole number >= 1. When the base's attention width equals its d_model (ViT, and most
+T5 sizes), strategies that grow heads with d_model keep them equal: d_model = heads x d_kv.
+
+A ladder step k (0 = base) is the factor `LADDER_BASE ** k`; `solve` picks, among every shape
+a strategy can reach, the one whose parameters or training FLOPs are closest to a budget.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+
+from suite import costs
+from suite.shapes import (
+  T5_1_1_SIZES,
+  T5_EFFICIENT_SIZES,
+  TEXT,
+  VIT_SIZES,
+  Shape,
+  ShapeError,
+  closest,
+)
+
+DEEP_NARROW_MAX_LAYERS = 36
+WIDTH_FIRST_MAX_D_MODEL = 4096
+LADDER_BASE = 2.0
+WIDTH_MULTIPLE = 64
+KV_MULTIPLE = 8
+BUDGET_KINDS = ('params', 'flops')
+# The solver scans factors 2**-12 .. 2**12 on this many points per octave.
+_SOLVE_POINTS_PER_OCTAVE = 64
+_SOLVE_OCTAVES = 12
+
+
+def _round_to(value: float, multiple: int) -> int:
+  return max(multiple, multiple * round(value / multiple))
+
+
+def _scale_layers(base: Shape, factor: float) -> dict:
+  return {
+      'num_encoder_layers': max(1, round(base.num_encoder_layers * factor)),
+      'num_decoder_layers': (max(1, round(base.num_decoder_layers * factor))
+                             if base.num_decoder_layers else 0),
+  }
+
+
+def _scale_width(base: Shape, factor: float) -> dict:
+  """d_model, d_ff and heads together by `factor`, d_kv fixed."""
+  heads = max(1, round(base.num_heads * factor))
+  if base.attention_width == base.d_model:
+    d_model = heads * base.d_kv
+  else:
+    d_model = _round_to(base.d_model * factor, WIDTH_MULTIPLE)
+  return {'d_model': d_model, 'd_ff': _round_to(base.d_ff * factor, WIDTH_MULTIPLE),
+          'num_heads': heads}
+
+
+def _replace(base: Shape, factor: float, changes: dict) -> Shape:
+  return base if factor == 1 else dataclasses.replace(base, **changes)
+
+
+def depth(base: Shape, factor: float) -> Shape:
+  return _replace(base, factor, _scale_layers(base, factor))
+
+
+def encoder_depth(base: Shape, factor: float) -> Shape:
+  return _replace(base, factor,
+                  {'num_encoder_layers': max(1, round(base.num_encoder_layers * factor))})
+
+
+def decoder_depth(base: Shape, factor: float) -> Shape:
+  if base.num_decoder_layers == 0:
+    raise ShapeError(f'decoder_depth needs a shape with a decoder; the base ({base.domain}) is '
+                     'encoder-only. Use depth or encoder_depth instead.')
+  return _replace(base, factor,
+                  {'num_decoder_layers': max(1, round(base.num_decoder_layers * factor))})
+
+
+def width(base: Shape, factor: float) -> Shape:
+  return _replace(base, factor, {'d_model': _round_to(base.d_model * factor, WIDTH_MULTIPLE)})
+
+
+def ff(base: Shape, factor: float) -> Shape:
+  return _replace(base, factor, {'d_ff': _round_to(base.d_ff * factor, WIDTH_MULTIPLE)})
+
+
+def heads(base: Shape, factor: float) -> Shape:
+  return _replace(base, factor, {'num_heads': max(1, round(base.num_heads * factor))})
+
+
+def kv(base: Shape, factor: float) -> Shape:
+  return _replace(base, factor, {'d_kv': _round_to(base.d_kv * factor, KV_MULTIPLE)})
+
+
+def uniform(base: Shape, factor: float) -> Shape:
+  per_dim = factor ** (1 / 3)  # depth x two matrix dimensions
+  return _replace(base, factor, {**_scale_layers(base, per_dim), **_scale_width(base, per_dim)})
+
+
+def deep_narrow(base: Shape, factor: float,
+                max_layers: int = DEEP_NARROW_MAX_LAYERS) -> Shape:
+  """Depth first, up to `max_layers` per stack; the rest of `factor` widens everything else."""
+  deepest = max(base.num_encoder_layers, base.num_decoder_layers)
+  depth_factor = min(factor, max(max_layers, deepest) / deepest)
+  depth_factor = max(depth_factor, 1 / min(base.num_encoder_layers,
+                                           base.num_decoder_layers or base.num_encoder_layers))
+  width_factor = math.sqrt(factor / depth_factor)
+  changes = _scale_layers(base, depth_factor)
+  if width_factor != 1:
+    changes.update(_scale_width(base, width_factor))
+  return _replace(base, factor, changes)
+
+
+def width_first(base: Shape, factor: float,
+                max_d_model: int = WIDTH_FIRST_MAX_D_MODEL) -> Shape:
+  """d_model with d_ff and heads in proportion (d_kv fixed) up to `max_d_model`, then depth."""
+  width_room = max(max_d_model, base.d_model) / base.d_model
+  width_factor = min(math.sqrt(factor), width_room)
+  changes = _scale_width(base, width_factor)
+  depth_factor = factor / width_factor ** 2
+  if depth_factor != 1:
+    changes.update(_scale_layers(base, depth_factor))
+  return _replace(base, factor, changes)
+
+
+def _family_table(base: Shape) -> list[Shape]:
+  """The canonical sizes of the base's family, with the base's own family options."""
+  if base.domain == TEXT:
+    table = T5_1_1_SIZES if base.is_gated else T5_EFFICIENT_SIZES
+  else:
+    table = VIT_SIZES
+  keep = ('num_encoder_layers', 'num_decoder_layers', 'd_model', 'd_ff', 'num_heads', 'd_kv')
+  sizes = [dataclasses.replace(base, **{k: getattr(size, k) for k in keep})
+           for size in table.values()]
+  return sorted(set(sizes), key=costs.params)
+
+
+def canonical(base: Shape, factor: float) -> Shape:
+  """The named size of the base's family whose parameters are nearest `factor` x the base's."""
+  if factor == 1:
+    return base
+  target = math.log(factor * costs.params(base))
+  return min(_family_table(base), key=lambda s: abs(math.log(costs.params(s)) - target))
+
+
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+  """A registered scaling strategy: `apply(base, factor) -> Shape`, described in one line."""
+
+  name: str
+  description: str
+  apply: Callable[[Shape, float], Shape]
+
+  def __call__(self, base: Shape, factor: float) -> Shape:
+    if not isinstance(factor, int | float) or not factor > 0 or math.isinf(factor):
+      raise ValueError(f'scale factor {factor!r} for strategy {self.name!r}: must be a '
+                       'finite number > 0 (1 = the base shape).')
+    return self.apply(base, float(factor))
+
+  def step(self, base: Shape, k: int) -> Shape:
+    """The k-th rung of the ladder (0 = base; k > 0 grows, k < 0 shrinks)."""
+    if self.name == 'canonical':
+      return _canonical_step(base, k)
+    return self(base, LADDER_BASE ** k)
+
+
+def _canonical_step(base: Shape, k: int) -> Shape:
+  table = _family_table(base)
+  below = sum(1 for s in table if costs.params(s) < costs.params(base))
+  index = below + k if base in table else below + k - (k > 0)
+  if k == 0:
+    return base
+  if not 0 <= index < len(table):
+    raise ShapeError(f'canonical step {k} from a base of {costs.params(base):,} parameters '
+                     f'leaves the size table ({len(table)} sizes, {below} below the base).')
+  return table[index]
+
+
+STRATEGIES: Mapping[str, Strategy] = {s.name: s for s in (
+    Strategy('deep_narrow', f'depth first up to {DEEP_NARROW_MAX_LAYERS} layers, then d_model, '
+             'd_ff and heads together', deep_narrow),
+    Strategy('width_first', f'd_model with d_ff and heads in proportion (d_kv fixed) up to '
+             f'd_model {WIDTH_FIRST_MAX_D_MODEL}, then depth', width_first),
+    Strategy('depth', 'encoder and decoder layers together', depth),
+    Strategy('encoder_depth', 'encoder layers only', encoder_depth),
+    Strategy('decoder_depth', 'decoder layers only (encoder-decoder shapes)', decoder_depth),
+    Strategy('width', 'd_model only (attention width and d_ff fixed)', width),
+    Strategy('ff', 'feed-forward width d_ff only', ff),
+    Strategy('heads', 'number of heads, d_kv fixed (attention width grows)', heads),
+    Strategy('kv', 'head dimension d_kv, heads fixed', kv),
+    Strategy('uniform', 'layers, d_model, d_ff and heads together (d_kv fixed)', uniform),
+    Strategy('canonical', "the named size table of the base's family", canonical),
+)}
+
+
+def get(name: str) -> Strategy:
+  """The registered strategy called `name`; unknown names list the closest ones."""
+  if name not in STRATEGIES:
+    raise ShapeError(f'unknown strategy {name!r}; closest: {closest(name, STRATEGIES)}. '
+                     f'Strategies: {", ".join(STRATEGIES)}.')
+  return STRATEGIES[name]
+
+
+def cost(shape: Shape, kind: str, input_length: int = costs.DEFAULT_INPUT_LENGTH,
+         target_length: int = costs.DEFAULT_TARGET_LENGTH) -> int:
+  """The budgeted cost of a shape: parameters, or training FLOPs per example."""
+  if kind == 'params':
+    return costs.params(shape)
+  if kind == 'flops':
+    return costs.train_flops_per_example(shape, input_length, target_length)
+  raise ValueError(f'budget kind {kind!r}: valid kinds are {", ".join(BUDGET_KINDS)}.')
+
+
+def reachable(strategy: str | Strategy, base: Shape) -> list[Shape]:
+  """Every distinct shape the strategy reaches from `base`, scanning factors 2**-12..2**12."""
+  strategy = get(strategy) if isinstance(strategy, str) else strategy
+  if strategy.name == 'canonical':
+    return _family_table(base) if base in _family_table(base) else [base, *_family_table(base)]
+  seen: dict[Shape, None] = {}
+  n = _SOLVE_OCTAVES * _SOLVE_POINTS_PER_OCTAVE
+  for i in range(-n, n + 1):
+    seen.setdefault(strategy(base, 2.0 ** (i / _SOLVE_POINTS_PER_OCTAVE)))
+  return list(seen)
+
+
+def solve(strategy: str | Strategy, base: Shape, budget: float, kind: str = 'params',
+          input_length: int = costs.DEFAULT_INPUT_LENGTH,
+          target_length: int = costs.DEFAULT_TARGET_LENGTH) -> Shape:
+  """The shape the strategy reaches from `base` whose cost is closest to `budget` (in log).
+
+  Raises ShapeError when the budget lies outside the costs the strategy can reach, stating
+  the smallest and largest reachable costs.
+  """
+  if kind not in BUDGET_KINDS:
+    raise ValueError(f'budget kind {kind!r}: valid kinds are {", ".join(BUDGET_KINDS)}.')
+  if not budget > 0 or math.isinf(budget):
+    raise ValueError(f'budget {budget!r}: must be a finite number > 0.')
+  strategy = get(strategy) if isinstance(strategy, str) else strategy
+  priced = [(cost(s, kind, input_length, target_length), s) for s in reachable(strategy, base)]
+  low, high = min(c for c, _ in priced), max(c for c, _ in priced)
+  if not low <= budget <= high:
+    raise ShapeError(f'{kind} budget {budget:.4g} is out of reach of strategy '
+                     f'{strategy.name!r} from this base: reachable {kind} run from {low:.4g} to '
+                     f'{high:.4g}. Pick a budget in that range or another base.')
+  return min(priced, key=lambda p: (abs(math.log(p[0] / budget)), p[0]))[1]

@@ -1,0 +1,88 @@
+"""suite.plan as users run it: JSON and table output, ladders, one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from suite import costs, shapes
+
+REQUIRED = ('name', 'domain', 'num_encoder_layers', 'num_decoder_layers', 'd_model', 'd_ff',
+            'num_heads', 'd_kv', 'params', 'train_flops_per_example', 'memory_estimate')
+
+
+def _plan(*flags):
+  return subprocess.run([sys.executable, '-m', 'suite.plan', *flags], capture_output=True,
+                        text=True, timeout=120, check=False)
+
+
+def _json(*flags):
+  result = _plan(*flags)
+  assert result.returncode == 0, result.stderr
+  return json.loads(result.stdout)
+
+
+def test_text_shapes_json():
+  items = _json('--domain=text', '--shapes=small-nl16,base')
+  assert [it['name'] for it in items] == ['small-nl16', 'base']
+  for it in items:
+    assert set(REQUIRED) <= set(it)
+    assert (it['input_length'], it['target_length']) == (512, 114)
+    shape = shapes.parse(it['name'])
+    assert it['params'] == costs.params(shape)
+    assert it['train_flops_per_example'] == costs.train_flops_per_example(shape)
+  assert items[1]['params'] == 222_903_552
+  ratio = items[0]['train_flops_per_example'] / items[1]['train_flops_per_example']
+  assert ratio == pytest.approx(0.621, abs=1e-3)
+
+
+def test_table_shows_flops_relative_to_the_first_shape():
+  result = _plan('--shapes=base,small-nl16', '--format=table')
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.splitlines()
+  assert 'vs first' in lines[0]
+  assert lines[1].startswith('base') and '100.0%' in lines[1]
+  assert lines[2].startswith('small-nl16') and '62.1%' in lines[2]
+
+
+def test_vision_shapes_and_lengths():
+  items = _json('--domain=vision', '--shapes=B/16,S/16-nl24')
+  assert items[0]['params'] == 86_567_656 and items[0]['image_size'] == 224
+  assert items[1]['num_encoder_layers'] == 24 and items[1]['num_decoder_layers'] == 0
+  short = _json('--shapes=small', '--input_length=128', '--target_length=32')[0]
+  assert short['train_flops_per_example'] == costs.train_flops_per_example(
+      shapes.parse('small'), 128, 32)
+
+
+def test_strategy_budgets_and_steps():
+  items = _json('--domain=vision', '--strategy=deep_narrow', '--base=S/16',
+                '--budgets=3e7,6e7', '--steps=0,1')
+  assert [it.get('budget') for it in items] == [3e7, 6e7, None, None]
+  assert [it.get('step') for it in items] == [None, None, 0, 1]
+  assert all(it['strategy'] == 'deep_narrow' and it['base'] == 'S/16' for it in items)
+  assert items[0]['params'] == pytest.approx(3e7, rel=0.1)
+  assert items[2]['name'] == 'S/16' and items[3]['name'] == 'S/16-nl24'
+  flops = _json('--strategy=depth', '--base=small', '--budgets=2e11', '--budget_kind=flops')
+  assert flops[0]['budget_kind'] == 'flops'
+  assert flops[0]['train_flops_per_example'] == pytest.approx(2e11, rel=0.1)
+
+
+@pytest.mark.parametrize('flags,expected', [
+    (('--shapes=smal-nl16',), 'closest names: small'),
+    (('--domain=text', '--shapes=B/16'), 'unknown text shape'),
+    (('--strategy=deep_narow', '--base=small', '--budgets=1e8'), 'closest: deep_narrow'),
+    (('--strategy=depth', '--base=small', '--budgets=1e3'), 'reachable params run from'),
+    (('--strategy=depth', '--base=small', '--budgets=lots'), 'comma-separated numbers'),
+    (('--strategy=depth', '--base=small'), 'needs --budgets'),
+    (('--shapes=small', '--strategy=depth', '--base=small'), 'not both'),
+    ((), 'nothing to plan'),
+    (('--domain=vision', '--strategy=decoder_depth', '--base=B/16', '--steps=1'),
+     'encoder-only'),
+])
+def test_errors_are_one_line(flags, expected):
+  result = _plan(*flags)
+  assert result.returncode == 1
+  assert result.stdout == ''
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: ') and expected in lines[0]

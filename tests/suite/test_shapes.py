@@ -1,0 +1,118 @@
+"""Shape names: released checkpoints parse, names round-trip, bad names fail helpfully."""
+
+import dataclasses
+
+import pytest
+
+from suite import shapes
+
+# Released names whose knobs are not in canonical order (depth knobs come first).
+NON_CANONICAL_RELEASED = {'large-nh8-nl32': 'large-nl32-nh8'}
+
+
+def test_released_list_is_the_whole_family():
+  assert len(shapes.RELEASED_T5_EFFICIENT) == len(set(shapes.RELEASED_T5_EFFICIENT)) >= 160
+  assert set(shapes.T5_EFFICIENT_SIZES) <= set(shapes.RELEASED_T5_EFFICIENT)
+
+
+@pytest.mark.parametrize('name', shapes.RELEASED_T5_EFFICIENT)
+def test_released_names_parse_and_round_trip(name):
+  shape = shapes.parse(name)
+  assert shape.domain == 'text' and shape.activation == 'relu' and shape.tie_embeddings
+  formatted = shapes.format_name(shape)
+  assert formatted == NON_CANONICAL_RELEASED.get(name, name)
+  assert shapes.parse(formatted) == shape
+  assert shapes.format_name(shapes.parse(formatted)) == formatted
+
+
+# Values from the released config.json files (google/t5-efficient-*).
+RELEASED_CONFIGS = {
+    # name: (num_layers, num_decoder_layers, d_model, d_ff, num_heads, d_kv)
+    'tiny-nl2': (2, 2, 256, 1024, 4, 64),
+    'small-el32': (32, 6, 512, 2048, 8, 64),
+    'small-dm768': (6, 6, 768, 2048, 8, 64),
+    'small-kv128': (6, 6, 512, 2048, 8, 128),
+    'small-ff6000': (6, 6, 512, 6144, 8, 64),
+    'base-kv32': (12, 12, 768, 3072, 12, 32),
+    'base-nh24': (12, 12, 768, 3072, 24, 64),
+    'base-nl40': (40, 40, 768, 3072, 12, 64),
+    'large-el2': (2, 24, 1024, 4096, 16, 64),
+    'large-nl20': (20, 20, 1024, 4096, 16, 64),
+    'xxl': (24, 24, 1024, 65536, 128, 128),
+    'xxl-nl4': (4, 4, 1024, 65536, 32, 64),
+}
+
+
+@pytest.mark.parametrize('name', sorted(RELEASED_CONFIGS))
+def test_released_configs(name):
+  s = shapes.parse(name)
+  fields = (s.num_encoder_layers, s.num_decoder_layers, s.d_model, s.d_ff, s.num_heads, s.d_kv)
+  assert fields == RELEASED_CONFIGS[name]
+  assert s.vocab_size == 32128 and s.relative_buckets == 32
+
+
+@pytest.mark.parametrize('name', ['t5.1.1-base', 't5.1.1-xl-nl12', 'B/16', 'S/16-nl24',
+                                  'B/16-dm512', 'So400m/14', 'Ti/16-nl36-dm448-ff1920-nh7',
+                                  'small-el16-dl2', 'base-ff2000'])
+def test_names_round_trip(name):
+  assert shapes.format_name(shapes.parse(name)) == name
+
+
+@pytest.mark.parametrize('domain', shapes.DOMAINS)
+def test_canonical_names_parse(domain):
+  for name in shapes.names(domain):
+    assert shapes.parse(name, domain).domain == domain
+    assert shapes.format_name(shapes.parse(name)) == name
+
+
+def test_power_of_two_knob_values():
+  assert shapes.parse('small-ff2000').d_ff == 2048
+  assert shapes.parse('base-dm1000').d_model == 1024
+  assert shapes.parse('small-ff6000').d_ff == 6144
+  assert shapes.format_name(shapes.parse('small').replace(d_ff=12288)) == 'small-ff12000'
+
+
+def test_values_a_name_cannot_carry_get_a_descriptive_name():
+  odd = shapes.parse('small').replace(d_ff=8000)  # 'ff8000' would read back as 8192
+  with pytest.raises(shapes.ShapeError, match='8000'):
+    shapes.format_name(odd)
+  assert shapes.display_name(odd).startswith('text:el6-dl6-dm512-ff8000')
+  tiny_vit = shapes.parse('S/16').replace(image_size=32)
+  assert shapes.display_name(tiny_vit) == 'vision:p16-i32-nl12-dm384-ff1536-nh6-kv64-cls-c1000'
+  odd_patch = tiny_vit.replace(image_size=60, patch_size=20)  # 20 does not tile 224
+  assert shapes.display_name(odd_patch).startswith('vision:p20-i60-')
+
+
+@pytest.mark.parametrize('bad,message', [
+    ('smal', 'closest names: small'),
+    ('small-xx4', "unknown knob 'xx'"),
+    ('small-nl0', 'must be positive'),
+    ('t5.1.1-tiny', 'T5.1.1'),
+    ('Q/16', 'closest names'),
+    ('B/15', 'does not tile'),
+])
+def test_bad_names(bad, message):
+  with pytest.raises(shapes.ShapeError, match=message):
+    shapes.parse(bad)
+
+
+@pytest.mark.parametrize('changes,message', [
+    ({'d_model': 0}, 'd_model=0'),
+    ({'num_decoder_layers': 0}, 'needs a decoder'),
+    ({'activation': 'gelu'}, 'text shapes take'),
+    ({'image_size': 224}, 'vision options'),
+])
+def test_text_validation(changes, message):
+  with pytest.raises(shapes.ShapeError, match=message):
+    dataclasses.replace(shapes.parse('small'), **changes)
+
+
+@pytest.mark.parametrize('changes,message', [
+    ({'num_decoder_layers': 2}, 'encoder-only'),
+    ({'image_size': 100}, 'not a multiple'),
+    ({'pooling': 'max'}, 'valid poolings'),
+    ({'num_classes': 0}, 'num_classes=0'),
+])
+def test_vision_validation(changes, message):
+  with pytest.raises(shapes.ShapeError, match=message):
+    dataclasses.replace(shapes.parse('B/16'), **changes)

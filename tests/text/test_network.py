@@ -1,0 +1,140 @@
+"""The T5 network: parameter tree vs. exact costs, bucket math, logical axes, options."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from suite import costs, shapes
+from text import network as network_lib
+from text import t5
+
+KNOB_VARIANTS = ('small-nl16', 'base-el4-dl16', 'large-dm512', 'xxl-nl4', 'mini-kv32-nh16',
+                 'tiny-ff6000', 't5.1.1-base-dm512', 't5.1.1-small-el2-dl12')
+TINY = shapes.Shape(num_encoder_layers=2, num_decoder_layers=3, d_model=32, d_ff=48,
+                    num_heads=3, d_kv=12, vocab_size=97)
+TINY_GATED = TINY.replace(activation='gated-gelu', tie_embeddings=False)
+
+
+def _abstract_params(net):
+  tokens = jnp.ones((1, 1), jnp.int32)
+  return jax.eval_shape(lambda: net.init(jax.random.key(0), tokens, tokens))['params']
+
+
+def _count(tree) -> int:
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nn.unbox(tree)))
+
+
+def _tokens(seed, batch, length, vocab, low=1):
+  return jnp.asarray(np.random.default_rng(seed).integers(low, vocab, (batch, length)), jnp.int32)
+
+
+@pytest.mark.parametrize('name', shapes.names('text') + list(KNOB_VARIANTS))
+def test_param_count_equals_costs(name):
+  # Scanned layers trace one layer per stack: the same tree, stacked, and much faster to build.
+  shape = shapes.parse(name)
+  net = network_lib.T5Network(shape, scan_layers=True)
+  assert _count(_abstract_params(net)) == costs.params(shape)
+
+
+@pytest.mark.parametrize('name', ['small', 't5.1.1-small'])
+def test_unscanned_param_count_equals_released_checkpoints(name):
+  # google-t5/t5-small and google/t5-v1_1-small as transformers counts them.
+  expected = {'small': 60_506_624, 't5.1.1-small': 76_961_152}[name]
+  assert _count(_abstract_params(network_lib.T5Network(shapes.parse(name)))) == expected
+
+
+def test_scanned_layers_carry_a_layer_axis():
+  tree = _abstract_params(network_lib.T5Network(shapes.parse('base'), scan_layers=True))
+  query = tree['encoder']['layers']['attention']['query']
+  assert query.names == ('layers', 'embed', 'heads', 'kv')
+  assert query.value.shape == (12, 768, 12, 64)
+
+
+def test_every_param_has_logical_axes():
+  tree = _abstract_params(network_lib.T5Network(TINY_GATED))
+  leaves = jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+  assert leaves and all(isinstance(x, nn.LogicallyPartitioned) for x in leaves)
+  for leaf in leaves:
+    assert len(leaf.names) == leaf.value.ndim
+  assert tree['token_embedder'].names == ('vocab', 'embed')
+  assert tree['logits_dense'].names == ('embed', 'vocab')
+  assert tree['decoder']['rel_embedding'].names == ('heads', 'relpos_buckets')
+  assert tree['decoder']['layers_0']['mlp']['wi_0'].names == ('embed', 'mlp')
+
+
+@pytest.mark.parametrize('bidirectional', [True, False])
+@pytest.mark.parametrize('num_buckets,max_distance', [(32, 128), (16, 64), (64, 256), (8, 20)])
+def test_relative_position_buckets_match_transformers(bidirectional, num_buckets, max_distance):
+  torch = pytest.importorskip('torch')
+  from transformers.models.t5.modeling_t5 import T5Attention
+  ours = network_lib.relative_position_buckets(300, 700, bidirectional, num_buckets,
+                                               max_distance)
+  relative = torch.arange(700)[None, :] - torch.arange(300)[:, None]
+  ref = T5Attention._relative_position_bucket(relative, bidirectional=bidirectional,
+                                              num_buckets=num_buckets,
+                                              max_distance=max_distance).numpy()
+  np.testing.assert_array_equal(ours, ref)
+  assert ours.min() == 0 and ours.max() == num_buckets - 1
+
+
+@pytest.fixture(scope='module')
+def tiny_params():
+  return t5.build(TINY_GATED).init(jax.random.key(0))
+
+
+def test_scan_and_remat_give_the_same_logits(tiny_params):
+  enc, dec = _tokens(0, 2, 9, 97), _tokens(1, 2, 7, 97, low=0)
+  plain = network_lib.T5Network(TINY_GATED)
+  params = nn.unbox(tiny_params)
+  ref = jax.jit(plain.apply)({'params': params}, enc, dec)
+  scanned = network_lib.T5Network(TINY_GATED, scan_layers=True, remat_policy='full')
+  out = jax.jit(scanned.apply)({'params': network_lib.scan_params(params)}, enc, dec)
+  np.testing.assert_allclose(out, ref, atol=1e-5)
+  roundtrip = network_lib.unscan_params(network_lib.scan_params(params))
+  assert jax.tree.all(jax.tree.map(np.array_equal, roundtrip, params))
+
+
+def test_bfloat16_compute_keeps_float32_params(tiny_params):
+  enc, dec = _tokens(0, 2, 9, 97), _tokens(1, 2, 7, 97, low=0)
+  params = nn.unbox(tiny_params)
+  ref = jax.jit(network_lib.T5Network(TINY_GATED).apply)({'params': params}, enc, dec)
+  bf16 = network_lib.T5Network(TINY_GATED, dtype=jnp.bfloat16)
+  out = jax.jit(bf16.apply)({'params': params}, enc, dec)
+  assert out.dtype == jnp.bfloat16
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
+  assert np.abs(np.asarray(out, np.float32) - np.asarray(ref)).max() < 0.1 * np.abs(ref).max()
+
+
+def test_dropout_only_when_enabled(tiny_params):
+  enc, dec = _tokens(0, 2, 9, 97), _tokens(1, 2, 7, 97, low=0)
+  net = network_lib.T5Network(TINY_GATED, dropout_rate=0.3)
+  params = {'params': nn.unbox(tiny_params)}
+  apply = jax.jit(net.apply, static_argnames='enable_dropout')
+  ref = apply(params, enc, dec)
+  a = apply(params, enc, dec, enable_dropout=True, rngs={'dropout': jax.random.key(3)})
+  b = apply(params, enc, dec, enable_dropout=True, rngs={'dropout': jax.random.key(3)})
+  c = apply(params, enc, dec, enable_dropout=True, rngs={'dropout': jax.random.key(4)})
+  np.testing.assert_array_equal(a, b)
+  assert np.abs(np.asarray(a) - np.asarray(ref)).max() > 1e-3
+  assert np.abs(np.asarray(a) - np.asarray(c)).max() > 1e-3
+
+
+def test_padded_encoder_positions_do_not_change_logits(tiny_params):
+  net = network_lib.T5Network(TINY_GATED)
+  params = {'params': nn.unbox(tiny_params)}
+  enc, dec = _tokens(0, 1, 6, 97), _tokens(1, 1, 5, 97, low=0)
+  padded = jnp.concatenate([enc, jnp.zeros((1, 4), jnp.int32)], axis=1)
+  apply = jax.jit(net.apply)
+  np.testing.assert_allclose(apply(params, padded, dec), apply(params, enc, dec), atol=1e-5)
+
+
+def test_bad_options_raise():
+  tokens = jnp.ones((1, 1), jnp.int32)
+  with pytest.raises(ValueError, match='attention_impl'):
+    network_lib.T5Network(TINY, attention_impl='flash').init(jax.random.key(0), tokens, tokens)
+  with pytest.raises(ValueError, match='remat_policy'):
+    network_lib.T5Network(TINY, remat_policy='some').init(jax.random.key(0), tokens, tokens)
+  with pytest.raises(shapes.ShapeError, match='text shape'):
+    network_lib.T5Network(shapes.parse('S/16')).init(jax.random.key(0), tokens, tokens)

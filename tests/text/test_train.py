@@ -1,0 +1,111 @@
+"""Text training end to end on the embedded tasks: pre-train, resume, finetune, decode, score."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from suite import loop, metrics_log, optim, shapes
+from tasks import evaluate as task_evaluate
+from tasks import vocab
+from tasks.embedded import examples as embedded_examples
+from tasks.registry import TaskNotFoundError
+from text import train
+
+STEPS = 30
+LOOP = dict(log_every=5, checkpoint_every=None, tensorboard=False, async_checkpoints=False)
+PRETRAIN = dict(batch_size=16, input_length=64, max_eval_examples=32, **LOOP)
+FINETUNE = dict(steps=20, batch_size=16, input_length=64, target_length=8, eval_batch_size=100,
+                **LOOP)
+
+
+@pytest.fixture(scope='module')
+def shape(tmp_path_factory):
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv(vocab.CACHE_ENV, str(tmp_path_factory.mktemp('vocab-cache')))
+    small = shapes.parse('tiny').replace(num_encoder_layers=2, num_decoder_layers=2, d_model=64,
+                                         d_ff=128, num_heads=2, d_kv=32)
+    yield train.match_vocabulary(small)
+
+
+@pytest.fixture(scope='module')
+def pretrained(shape, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('pretrain')
+  return workdir, train.pretrain(shape, steps=STEPS, workdir=workdir, **PRETRAIN)
+
+
+def _losses(workdir):
+  return [(r['step'], r['train/loss']) for r in metrics_log.read_metrics(workdir, 'train')]
+
+
+def test_pretraining_lowers_the_loss_and_reports_upstream_metrics(shape, pretrained):
+  workdir, result = pretrained
+  assert shape.vocab_size == vocab.get_vocabulary().vocab_size
+  assert (result.stage, result.status, result.steps, result.resumed_from) == (
+      'pretrain', 'ok', STEPS, None)
+  losses = _losses(workdir)
+  assert [s for s, _ in losses] == [5, 10, 15, 20, 25, 30]
+  assert losses[-1][1] < losses[0][1] - 1.0
+  upstream = result.metrics
+  assert set(upstream) == {'loss', 'accuracy', 'neg_log_perplexity', 'perplexity'}
+  assert upstream == result.upstream
+  assert 0.0 < upstream['accuracy'] < 1.0
+  assert upstream['perplexity'] == pytest.approx(math.exp(-upstream['neg_log_perplexity']),
+                                                 rel=1e-5)
+  # Better than a uniform guess over the vocabulary, and logged as the final evaluation.
+  assert -upstream['neg_log_perplexity'] < math.log(shape.vocab_size) - 1.0
+  last_eval = metrics_log.read_metrics(workdir, 'eval')[-1]
+  assert last_eval['eval/neg_log_perplexity'] == pytest.approx(upstream['neg_log_perplexity'])
+  record = json.loads(json.dumps(result.record()))
+  assert record['steps'] == STEPS and record['wall_s'] > 0 and record['status'] == 'ok'
+
+
+def test_interrupted_pretraining_resumes_on_the_same_loss_curve(shape, pretrained, tmp_path):
+  workdir, _ = pretrained
+  first = train.pretrain(shape, steps=STEPS // 2, workdir=tmp_path, **PRETRAIN)
+  assert first.steps == STEPS // 2
+  resumed = train.pretrain(shape, steps=STEPS, workdir=tmp_path, **PRETRAIN)
+  assert (resumed.resumed_from, resumed.steps) == (STEPS // 2, STEPS)
+  got, want = _losses(tmp_path), _losses(workdir)
+  assert [s for s, _ in got] == [s for s, _ in want]
+  np.testing.assert_allclose([v for _, v in got], [v for _, v in want], rtol=1e-5)
+
+
+def test_finetuning_decodes_and_scores_with_the_tasks_metrics(shape, pretrained, tmp_path):
+  _, pre = pretrained
+  task = 'embedded_sst_v1'
+  result = train.finetune(shape, task, workdir=tmp_path, init_params=pre.params, **FINETUNE)
+  assert (result.stage, result.status, result.steps) == ('finetune', 'ok', 20)
+  assert set(result.metrics) == {'accuracy'}
+  assert 0.0 <= result.metrics['accuracy'] <= 100.0
+  assert set(result.upstream) == {'loss', 'accuracy', 'neg_log_perplexity', 'perplexity'}
+  # One prediction per validation example, keyed by idx, that the task's scorer agrees with.
+  path = tmp_path / train.PREDICTIONS_DIR / f'{task}.validation.jsonl'
+  lines = [json.loads(line) for line in path.read_text().splitlines()]
+  assert sorted(r['idx'] for r in lines) == list(range(embedded_examples.SIZES['validation']))
+  scored = task_evaluate.evaluate(task, str(path), 'validation')
+  assert scored['metrics'] == pytest.approx(result.metrics)
+  # Run again in the same workdir: restored from the last checkpoint, nothing retrained.
+  again = train.finetune(shape, task, workdir=tmp_path, init_params=pre.params, **FINETUNE)
+  assert (again.resumed_from, again.steps) == (20, 20)
+  assert again.metrics == pytest.approx(result.metrics)
+  assert again.upstream == pytest.approx(result.upstream)
+
+
+def test_finetuning_from_scratch_uses_the_t5_finetuning_optimizer(shape, tmp_path):
+  result = train.finetune(shape, 'embedded_mc_v1', workdir=tmp_path, max_eval_examples=20,
+                          **{**FINETUNE, 'steps': 5, 'log_every': 5})
+  assert result.status == 'ok' and set(result.metrics) == {'accuracy'}
+  lr = metrics_log.read_metrics(tmp_path, 'train')[-1]['train/learning_rate']
+  assert lr == pytest.approx(optim.t5_finetune().learning_rate)
+
+
+def test_errors_name_the_fix(shape, tmp_path):
+  with pytest.raises(ValueError, match='match_vocabulary'):
+    train.pretrain(shape.replace(vocab_size=100), steps=1, workdir=tmp_path, **PRETRAIN)
+  with pytest.raises(TaskNotFoundError, match='embedded_sst_v1'):
+    train.finetune(shape, 'embedded_sst', workdir=tmp_path, **FINETUNE)
+  with pytest.raises(TypeError, match='Shape or a T5Model'):
+    train.finetune('tiny', 'embedded_sst_v1', workdir=tmp_path, **FINETUNE)
+  assert loop.CHECKPOINT_DIR not in {p.name for p in tmp_path.iterdir()}

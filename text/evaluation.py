@@ -1,0 +1,240 @@
+"""Evaluating a T5 on seqio tasks: teacher-forced upstream metrics and decoded task metrics.
+
+Two kinds of numbers, as in T5 and the paper:
+- upstream (teacher-forced) metrics on a split: loss, token accuracy, negative log-perplexity
+  (the paper's pre-training quality measure), from `T5Model.eval_metrics` sums;
+- downstream task metrics: greedy decoding with the key/value cache under jit, detokenized,
+  then the task's own `postprocess_fn` and `predict_metric_fns` (seqio's contract, so the
+  benchmark, extra and embedded tasks are all scored as their registries define).
+A mixture is evaluated task by task; its metric names are prefixed with `<task>/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import seqio
+
+from text.model import T5Model, finalize_metrics
+from text.network import T5Network
+
+Batch = dict[str, np.ndarray]
+BATCH_FEATURES = ('encoder_input_tokens', 'decoder_input_tokens', 'decoder_target_tokens',
+                  'decoder_loss_weights')
+
+
+def tf_cpu_only() -> None:
+  """Keeps TensorFlow (the input pipeline) off accelerators, which belong to JAX."""
+  import tensorflow as tf
+  try:
+    tf.config.set_visible_devices([], 'GPU')
+  except RuntimeError:  # TensorFlow's devices are initialised already; nothing to change.
+    pass
+
+
+def resolve(task: str | seqio.Task | seqio.Mixture) -> seqio.Task | seqio.Mixture:
+  """The registered task or mixture (closest names in the error when unknown)."""
+  if not isinstance(task, str):
+    return task
+  from tasks import registry
+  return registry.get_text(task)
+
+
+def sub_tasks(task: str | seqio.Task | seqio.Mixture,
+              split: str | None = None) -> list[seqio.Task]:
+  """The tasks a name stands for: itself, or a mixture's tasks (those having `split`)."""
+  provider = resolve(task)
+  tasks = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]
+  if split is not None:
+    tasks = [t for t in tasks if split in t.splits]
+    if not tasks:
+      raise ValueError(f'{provider.name} has no {split!r} split; splits: '
+                       f'{", ".join(provider.splits)}')
+  return tasks
+
+
+def _pad_rows(batch: Batch, batch_size: int) -> Batch:
+  """Pads a short last batch with all-zero rows (zero loss weight, so they count for nothing)."""
+  rows = len(next(iter(batch.values())))
+  if rows == batch_size:
+    return batch
+  return {k: np.concatenate([v, np.zeros((batch_size - rows,) + v.shape[1:], v.dtype)])
+          for k, v in batch.items()}
+
+
+def eval_batches(task: str | seqio.Task | seqio.Mixture, lengths: Mapping[str, int],
+                 batch_size: int, split: str = 'validation',
+                 max_examples: int | None = None) -> Callable[[], Iterator[Batch]]:
+  """A factory of one pass over `split` as padded model batches (all sub-tasks, in order).
+
+  Every batch has `batch_size` rows (the last padded with zero-weight rows), so the eval step
+  compiles once. `max_examples` caps the examples taken from each sub-task.
+  """
+  tasks = sub_tasks(task, split)
+  converter = seqio.EncDecFeatureConverter(pack=False)
+
+  def one_pass() -> Iterator[Batch]:
+    tf_cpu_only()
+    for sub in tasks:
+      ds = seqio.get_dataset(sub, dict(lengths), converter, dataset_split=split, shuffle=False,
+                             num_epochs=1, verbose=False)
+      if max_examples is not None:
+        ds = ds.take(max_examples)
+      for batch in ds.batch(batch_size).as_numpy_iterator():
+        yield _pad_rows({k: batch[k] for k in BATCH_FEATURES}, batch_size)
+
+  return one_pass
+
+
+def upstream_metrics(model: T5Model, params: Any, task: str | seqio.Task | seqio.Mixture,
+                     lengths: Mapping[str, int], *, batch_size: int = 32,
+                     split: str = 'validation',
+                     max_examples: int | None = None) -> dict[str, float]:
+  """Teacher-forced loss, token accuracy, neg_log_perplexity and perplexity on `split`."""
+  step = jax.jit(model.eval_metrics)
+  totals: dict[str, float] = {}
+  for batch in eval_batches(task, lengths, batch_size, split, max_examples)():
+    for name, value in jax.device_get(step(params, batch)).items():
+      totals[name] = totals.get(name, 0.0) + float(np.sum(np.asarray(value, np.float64)))
+  if not totals:
+    raise ValueError(f'{resolve(task).name}/{split} has no examples to evaluate')
+  return finalize_metrics(totals)
+
+
+def split_examples(task: seqio.Task, split: str,
+                   max_examples: int | None = None) -> list[dict[str, Any]]:
+  """The split's examples in their fixed order, with raw fields and tokenized inputs/targets.
+
+  Source fields that preprocessing dropped (e.g. all gold answers, which postprocessors read
+  for targets) are put back from the task's source, matched by `idx`.
+  """
+  tf_cpu_only()
+  ds = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1,
+                        use_cached=False)
+  if max_examples is not None:
+    ds = ds.take(max_examples)
+  examples = list(ds.as_numpy_iterator())
+  if not examples or 'idx' not in examples[0]:
+    return examples
+  wanted = {int(ex['idx']) for ex in examples}
+  raw = {}
+  for source in task.source.get_dataset(split=split, shuffle=False).as_numpy_iterator():
+    if 'idx' not in source:
+      return examples
+    if int(source['idx']) in wanted:
+      raw[int(source['idx'])] = source
+  return [{**{k: v for k, v in raw.get(int(ex['idx']), {}).items() if k not in ex}, **ex}
+          for ex in examples]
+
+
+def _trim(tokens: np.ndarray, length: int, eos_id: int) -> np.ndarray:
+  """seqio's append_eos_after_trim: cut to `length` keeping a final EOS."""
+  if len(tokens) <= length:
+    return tokens
+  return np.concatenate([tokens[:length - 1], [eos_id]]).astype(tokens.dtype)
+
+
+def _round_up(n: int, multiple: int = 8) -> int:
+  return -(-n // multiple) * multiple
+
+
+def predict(model: T5Model, params: Any, examples: Sequence[Mapping[str, Any]],
+            vocabulary: seqio.Vocabulary, *, batch_size: int, input_length: int | None,
+            max_decode_len: int) -> list[str]:
+  """Greedy (cached) decodes of each example's `inputs` tokens, detokenized, in order.
+
+  Inputs are padded to the longest in `examples` (at most `input_length`, rounded up to 8);
+  relative positions make the padding length irrelevant, and one shape means one compile.
+  """
+  eos = vocabulary.eos_id
+  inputs = [np.asarray(ex['inputs'], np.int32) for ex in examples]
+  if input_length is not None:
+    inputs = [_trim(x, input_length, eos) for x in inputs]
+  width = _round_up(max(len(x) for x in inputs))
+  if input_length is not None:
+    width = min(width, input_length)
+  predictions: list[str] = []
+  for start in range(0, len(inputs), batch_size):
+    chunk = inputs[start:start + batch_size]
+    tokens = np.zeros((batch_size, width), np.int32)
+    for row, x in enumerate(chunk):
+      tokens[row, :len(x)] = x
+    decoded = np.asarray(jax.device_get(model.decode(params, tokens, max_decode_len)))
+    predictions += [vocabulary.decode(row.tolist()) for row in decoded[:len(chunk)]]
+  return predictions
+
+
+def _text(value: Any) -> str:
+  return value.decode('utf-8') if isinstance(value, bytes) else str(value)
+
+
+def score(task: seqio.Task, examples: Sequence[Mapping[str, Any]],
+          predictions: Sequence[str]) -> dict[str, float]:
+  """The task's predict metrics for decoded `predictions`, one per example, same order."""
+  post = task.postprocess_fn or (lambda text, example=None, is_target=False: text)
+  targets = [post(_text(ex['targets_pretokenized']), example=ex, is_target=True)
+             for ex in examples]
+  values = [post(p, example=ex, is_target=False)
+            for p, ex in zip(predictions, examples, strict=True)]
+  result: dict[str, float] = {}
+  for metric_fn in task.predict_metric_fns:
+    result.update({k: float(v) for k, v in metric_fn(targets, values).items()})
+  return result
+
+
+def write_predictions(path: str | os.PathLike, examples: Sequence[Mapping[str, Any]],
+                      predictions: Sequence[str]) -> None:
+  """JSONL `{"idx", "prediction"}` per example, the format `python -m tasks.evaluate` scores."""
+  os.makedirs(os.path.dirname(os.fspath(path)) or '.', exist_ok=True)
+  tmp = f'{os.fspath(path)}.tmp'
+  with open(tmp, 'w', encoding='utf-8') as f:
+    for position, (ex, prediction) in enumerate(zip(examples, predictions, strict=True)):
+      idx = int(ex['idx']) if 'idx' in ex else position
+      f.write(json.dumps({'idx': idx, 'prediction': prediction}) + '\n')
+  os.replace(tmp, path)
+
+
+def evaluate_task(model: T5Model | T5Network, params: Any,
+                  task: str | seqio.Task | seqio.Mixture, *, split: str = 'validation',
+                  batch_size: int = 32, input_length: int | None = None,
+                  max_decode_len: int | None = None, max_examples: int | None = None,
+                  predictions_dir: str | os.PathLike | None = None) -> dict[str, float]:
+  """Decodes `split` greedily and scores it with the task's postprocessor and metric fns.
+
+  input_length: trims longer inputs as training did (None: no trimming). max_decode_len:
+  decode steps (None: the longest tokenized target in the split plus EOS, as seqio's
+  evaluator sizes it). A mixture returns `{'<task>/<metric>': value}` over its tasks having
+  `split`; a task returns its metric names as they are. predictions_dir: also writes
+  `<task>.<split>.jsonl` there.
+  """
+  if isinstance(model, T5Network):
+    model = T5Model(model)
+  provider = resolve(task)
+  tasks = sub_tasks(provider, split)
+  scorable = [t for t in tasks if t.predict_metric_fns]
+  if not scorable:
+    raise ValueError(
+        f'{provider.name} has no prediction metrics to decode for (metric_fns are empty); '
+        'use upstream_metrics for teacher-forced loss and perplexity instead')
+  prefix = isinstance(provider, seqio.Mixture)
+  result: dict[str, float] = {}
+  for sub in scorable:
+    examples = split_examples(sub, split, max_examples)
+    if not examples:
+      raise ValueError(f'{sub.name}/{split} has no examples to evaluate')
+    vocabulary = sub.output_features['targets'].vocabulary
+    decode_len = max_decode_len or max(len(ex['targets']) for ex in examples)
+    predictions = predict(model, params, examples, vocabulary, batch_size=batch_size,
+                          input_length=input_length, max_decode_len=decode_len)
+    if predictions_dir is not None:
+      write_predictions(os.path.join(predictions_dir, f'{sub.name}.{split}.jsonl'), examples,
+                        predictions)
+    metrics = score(sub, examples, predictions)
+    result.update({f'{sub.name}/{k}' if prefix else k: v for k, v in metrics.items()})
+  return result
+
