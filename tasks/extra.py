@@ -17,13 +17,10 @@ import seqio
 import tensorflow as tf
 
 from tasks import metrics, rouge, tfds_load
-from tasks.vocab import VOCABULARY
+from tasks.vocab import OUTPUT_FEATURES
 
 MIXTURE = 'extra'
-OUTPUT_FEATURES = {
-  'inputs': seqio.Feature(vocabulary=VOCABULARY, add_eos=True),
-  'targets': seqio.Feature(vocabulary=VOCABULARY, add_eos=True),
-}
+
 NLI_LABELS = ('entailment', 'neutral', 'contradiction')
 SENTIMENT_LABELS = ('negative', 'positive')
 AG_NEWS_LABELS = ('World', 'Sports', 'Business', 'Science/Technology')

@@ -172,6 +172,12 @@ class LazyVocabulary(seqio.Vocabulary):
 
 
 VOCABULARY = LazyVocabulary()
+# The text-to-text features every text task shares: inputs and targets in the project
+# vocabulary, EOS appended. One definition, so that mixtures across task families agree.
+OUTPUT_FEATURES = {
+  'inputs': seqio.Feature(VOCABULARY, add_eos=True),
+  'targets': seqio.Feature(VOCABULARY, add_eos=True),
+}
 
 
 def sentinel_id(vocabulary: seqio.Vocabulary, i: int) -> int:

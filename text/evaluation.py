@@ -24,6 +24,9 @@ from text.model import T5Model, finalize_metrics
 from text.network import T5Network
 
 Batch = dict[str, np.ndarray]
+# Fixes the random preprocessing of evaluation data (e.g. span corruption's noise), so every
+# evaluation of a split sees the same examples.
+EVAL_SEED = 0
 BATCH_FEATURES = ('encoder_input_tokens', 'decoder_input_tokens', 'decoder_target_tokens',
                   'decoder_loss_weights')
 
@@ -72,21 +75,29 @@ def eval_batches(task: str | seqio.Task | seqio.Mixture, lengths: Mapping[str, i
                  max_examples: int | None = None) -> Callable[[], Iterator[Batch]]:
   """A factory of one pass over `split` as padded model batches (all sub-tasks, in order).
 
-  Every batch has `batch_size` rows (the last padded with zero-weight rows), so the eval step
-  compiles once. `max_examples` caps the examples taken from each sub-task.
+  Every global batch has `batch_size` rows (the last padded with zero-weight rows), so the
+  eval step compiles once; each process yields its own slice of rows, and all processes the
+  same number of batches. `max_examples` caps the examples taken from each sub-task.
   """
   tasks = sub_tasks(task, split)
   converter = seqio.EncDecFeatureConverter(pack=False)
+  processes = jax.process_count()
+  if batch_size < 1 or batch_size % processes:
+    raise ValueError(f'eval batch_size={batch_size} must be a positive multiple of the number '
+                     f'of processes ({processes})')
+  rows = slice(jax.process_index() * batch_size // processes,
+               (jax.process_index() + 1) * batch_size // processes)
 
   def one_pass() -> Iterator[Batch]:
     tf_cpu_only()
     for sub in tasks:
       ds = seqio.get_dataset(sub, dict(lengths), converter, dataset_split=split, shuffle=False,
-                             num_epochs=1, verbose=False)
+                             num_epochs=1, seed=EVAL_SEED, verbose=False)
       if max_examples is not None:
         ds = ds.take(max_examples)
       for batch in ds.batch(batch_size).as_numpy_iterator():
-        yield _pad_rows({k: batch[k] for k in BATCH_FEATURES}, batch_size)
+        padded = _pad_rows({k: batch[k] for k in BATCH_FEATURES}, batch_size)
+        yield {k: v[rows] for k, v in padded.items()}
 
   return one_pass
 
@@ -95,7 +106,10 @@ def upstream_metrics(model: T5Model, params: Any, task: str | seqio.Task | seqio
                      lengths: Mapping[str, int], *, batch_size: int = 32,
                      split: str = 'validation',
                      max_examples: int | None = None) -> dict[str, float]:
-  """Teacher-forced loss, token accuracy, neg_log_perplexity and perplexity on `split`."""
+  """Teacher-forced loss, token accuracy, neg_log_perplexity and perplexity on `split`.
+
+  One process (any number of local devices); multi-host runs get these from `fit`'s eval.
+  """
   step = jax.jit(model.eval_metrics)
   totals: dict[str, float] = {}
   for batch in eval_batches(task, lengths, batch_size, split, max_examples)():
@@ -108,28 +122,13 @@ def upstream_metrics(model: T5Model, params: Any, task: str | seqio.Task | seqio
 
 def split_examples(task: seqio.Task, split: str,
                    max_examples: int | None = None) -> list[dict[str, Any]]:
-  """The split's examples in their fixed order, with raw fields and tokenized inputs/targets.
-
-  Source fields that preprocessing dropped (e.g. all gold answers, which postprocessors read
-  for targets) are put back from the task's source, matched by `idx`.
-  """
+  """The split's examples in their fixed order, with raw fields and tokenized inputs/targets."""
   tf_cpu_only()
   ds = task.get_dataset(sequence_length=None, split=split, shuffle=False, num_epochs=1,
-                        use_cached=False)
+                        use_cached=False, seed=EVAL_SEED)
   if max_examples is not None:
     ds = ds.take(max_examples)
-  examples = list(ds.as_numpy_iterator())
-  if not examples or 'idx' not in examples[0]:
-    return examples
-  wanted = {int(ex['idx']) for ex in examples}
-  raw = {}
-  for source in task.source.get_dataset(split=split, shuffle=False).as_numpy_iterator():
-    if 'idx' not in source:
-      return examples
-    if int(source['idx']) in wanted:
-      raw[int(source['idx'])] = source
-  return [{**{k: v for k, v in raw.get(int(ex['idx']), {}).items() if k not in ex}, **ex}
-          for ex in examples]
+  return list(ds.as_numpy_iterator())
 
 
 def _trim(tokens: np.ndarray, length: int, eos_id: int) -> np.ndarray:
@@ -210,7 +209,7 @@ def evaluate_task(model: T5Model | T5Network, params: Any,
   decode steps (None: the longest tokenized target in the split plus EOS, as seqio's
   evaluator sizes it). A mixture returns `{'<task>/<metric>': value}` over its tasks having
   `split`; a task returns its metric names as they are. predictions_dir: also writes
-  `<task>.<split>.jsonl` there.
+  `<task>.<split>.jsonl` there. Decoding runs in one process (any number of local devices).
   """
   if isinstance(model, T5Network):
     model = T5Model(model)

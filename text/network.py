@@ -57,13 +57,6 @@ def relative_position_buckets(query_length: int, key_length: int, bidirectional:
   return (buckets + np.where(is_small, relative, large)).astype(np.int32)
 
 
-def _init(std_fn):
-  """Normal initializer whose std is a function of the kernel shape (HF/t5x T5 init)."""
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.normal(key, shape, dtype) * std_fn(shape)
-  return init
-
-
 class RmsNorm(nn.Module):
   """T5 layer norm: scale only, no mean subtraction, statistics in float32."""
   epsilon: float = 1e-6
@@ -99,8 +92,8 @@ class Attention(nn.Module):
     heads, d_kv = self.num_heads, self.d_kv
 
     def kernel(name, shape, axes, std):
-      w = self.param(name, nn.with_logical_partitioning(_init(lambda s: std), axes), shape)
-      return w.astype(self.dtype)
+      init = nn.with_logical_partitioning(nn.initializers.normal(std), axes)
+      return self.param(name, init, shape).astype(self.dtype)
 
     wq = kernel('query', (d_model, heads, d_kv), ('embed', 'heads', 'kv'), (d_model * d_kv) ** -.5)
     wk = kernel('key', (d_model, heads, d_kv), ('embed', 'heads', 'kv'), d_model ** -.5)
@@ -169,8 +162,9 @@ class Mlp(nn.Module):
   @nn.compact
   def __call__(self, x):
     d_model = x.shape[-1]
-    init_in = nn.with_logical_partitioning(_init(lambda s: d_model ** -.5), ('embed', 'mlp'))
-    init_out = nn.with_logical_partitioning(_init(lambda s: self.d_ff ** -.5), ('mlp', 'embed'))
+    normal = nn.initializers.normal
+    init_in = nn.with_logical_partitioning(normal(d_model ** -.5), ('embed', 'mlp'))
+    init_out = nn.with_logical_partitioning(normal(self.d_ff ** -.5), ('mlp', 'embed'))
     axes = ('batch', 'length', 'mlp')
     if self.gated:
       wi_0 = self.param('wi_0', init_in, (d_model, self.d_ff)).astype(self.dtype)
@@ -240,7 +234,7 @@ class Stack(nn.Module):
     num_layers = shape.num_decoder_layers if self.decoder else shape.num_encoder_layers
     rel_embedding = self.param(
         'rel_embedding', nn.with_logical_partitioning(
-            _init(lambda s: shape.d_model ** -.5), ('heads', 'relpos_buckets')),
+            nn.initializers.normal(shape.d_model ** -.5), ('heads', 'relpos_buckets')),
         (shape.num_heads, shape.relative_buckets))
     length = x.shape[1]
     position = jnp.zeros((), jnp.int32)
@@ -282,11 +276,18 @@ class Stack(nn.Module):
     return dropout(x)
 
   def _position_bias(self, rel_embedding, length):
-    """[1, heads, length, length] bias, in compute dtype, from the bucket table."""
+    """[1, heads, length, length] bias, in compute dtype, from the bucket table.
+
+    A one-hot matmul rather than a gather: its gradient is a matmul too, not a scatter-add of
+    length**2 updates into a few buckets (slow, atomic-bound, on GPUs).
+    """
     buckets = relative_position_buckets(length, length, not self.decoder,
                                         self.shape.relative_buckets,
                                         self.shape.relative_max_distance)
-    return jnp.take(rel_embedding.astype(self.dtype), buckets, axis=1)[None]
+    one_hot = jnp.asarray(buckets)[..., None] == jnp.arange(self.shape.relative_buckets)
+    bias = jnp.einsum('hb,qkb->hqk', rel_embedding.astype(self.dtype),
+                      one_hot.astype(self.dtype), precision=jax.lax.Precision.HIGHEST)
+    return bias[None]
 
 
 class T5Network(nn.Module):
@@ -314,12 +315,13 @@ class T5Network(nn.Module):
       raise ValueError(f'remat_policy={self.remat_policy!r}: valid are '
                        f'{", ".join(REMAT_POLICIES)}.')
     self.token_embedder = self.param(
-        'token_embedder', nn.with_logical_partitioning(_init(lambda s: 1.0), ('vocab', 'embed')),
+        'token_embedder',
+        nn.with_logical_partitioning(nn.initializers.normal(1.0), ('vocab', 'embed')),
         (shape.vocab_size, shape.d_model))
     if not shape.tie_embeddings:
       self.logits_dense = self.param(
           'logits_dense', nn.with_logical_partitioning(
-              _init(lambda s: shape.d_model ** -.5), ('embed', 'vocab')),
+              nn.initializers.normal(shape.d_model ** -.5), ('embed', 'vocab')),
           (shape.d_model, shape.vocab_size))
     stack = functools.partial(
         Stack, shape=shape, dtype=self.dtype, dropout_rate=self.dropout_rate,

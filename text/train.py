@@ -129,6 +129,11 @@ def _fit(model: T5Model, task: str, lengths: Lengths, optimizer: OptimizerConfig
   _check_vocabulary(model.shape, task)
   config = loop.LoopConfig(num_steps=steps, seed=seed, **loop_options)
   task_lengths = {'inputs': lengths.input_length, 'targets': lengths.target_length}
+  if init_params is not None:
+    # The train step donates its state: copy, so the caller's params (e.g. one pre-trained
+    # tree finetuned on several tasks) stay valid.
+    init_params = jax.tree_util.tree_map(
+        lambda x: x.copy() if isinstance(x, jax.Array) else x, init_params)
   eval_data = evaluation.eval_batches(task, task_lengths, eval_batch_size or batch_size,
                                       split=eval_split, max_examples=max_eval_examples)
   return loop.fit(model, optimizer, train_batches(task, lengths, batch_size, seed), config,
@@ -148,7 +153,8 @@ def pretrain(model_or_shape: T5Model | Shape, task: str = PRETRAIN_TASK, *, step
   target_length defaults to what span corruption makes of `input_length` (512 -> 114).
   optimizer defaults to T5's Adafactor with the rsqrt schedule (10k warm-up). loop_options
   go to `suite.loop.LoopConfig` (log_every, eval_every, checkpoint_every, microbatches, ...).
-  Returns the teacher-forced validation metrics (loss, accuracy, neg_log_perplexity).
+  A T5Model is used as given (dtype and dropout_rate then apply only to a Shape). Returns the
+  teacher-forced validation metrics (loss, accuracy, neg_log_perplexity, perplexity).
   """
   if target_length is None:
     target_length = span_corruption.lengths_for_inputs(input_length).targets

@@ -22,10 +22,7 @@ from tasks.benchmark import specs
 
 VOCABULARY = vocab.VOCABULARY
 
-OUTPUT_FEATURES = {
-  'inputs': seqio.Feature(VOCABULARY, add_eos=True),
-  'targets': seqio.Feature(VOCABULARY, add_eos=True),
-}
+OUTPUT_FEATURES = vocab.OUTPUT_FEATURES
 
 EXAMPLE_SIGNATURE = {
   'inputs': tf.TensorSpec([], tf.string),

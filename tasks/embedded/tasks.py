@@ -21,14 +21,11 @@ import tensorflow as tf
 from tasks import metrics, span_corruption
 from tasks.embedded import corpus
 from tasks.embedded import examples as generated
-from tasks.vocab import VOCABULARY
+from tasks.vocab import OUTPUT_FEATURES
 
 PRETRAIN = 'embedded_pretrain_v1'
 MIXTURE = 'embedded'
-OUTPUT_FEATURES = {
-  'inputs': seqio.Feature(vocabulary=VOCABULARY, add_eos=True, required=False),
-  'targets': seqio.Feature(vocabulary=VOCABULARY, add_eos=True),
-}
+
 SST_LABELS = ('negative', 'positive')
 RTE_LABELS = ('entailment', 'not_entailment')
 
@@ -55,12 +52,16 @@ def _source(task: str) -> seqio.FunctionDataSource:
 
 
 def _text_features(fn):
-  """seqio map that turns an example into {'inputs', 'targets'} strings, keeping 'idx'."""
+  """seqio map that turns an example into {'inputs', 'targets'} strings, keeping 'idx' and,
+  for extractive QA, every gold answer (the metric takes the max over them)."""
 
   @seqio.map_over_dataset
   def mapped(ex):
     inputs, targets = fn(ex)
-    return {'inputs': inputs, 'targets': targets, 'idx': ex['idx']}
+    features = {'inputs': inputs, 'targets': targets, 'idx': ex['idx']}
+    if 'answers' in ex:
+      features['answers'] = ex['answers']
+    return features
 
   return mapped
 

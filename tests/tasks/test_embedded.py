@@ -1,5 +1,7 @@
 """The embedded corpus and downstream tasks: deterministic, batched, scorable, knowledge-based."""
 
+import json
+
 import numpy as np
 import pytest
 import seqio
@@ -58,16 +60,16 @@ def test_targets_score_perfectly_and_majority_does_not(name):
   ds = task.get_dataset(LENGTHS, split='validation', shuffle=False, seed=0)
   rows = list(ds.as_numpy_iterator())
   assert len(rows) == examples.SIZES['validation']
-  raw = examples.examples(embedded.DOWNSTREAM[name][0], 'validation')
-  targets = [task.postprocess_fn(r['targets_pretokenized'], example=x, is_target=True)
-             for r, x in zip(rows, raw, strict=True)]
-  predictions = [task.postprocess_fn(r['targets_pretokenized'], example=x, is_target=False)
-                 for r, x in zip(rows, raw, strict=True)]
+  # The postprocessor sees the dataset's own examples, as tasks.evaluate and decoding do.
+  targets = [task.postprocess_fn(r['targets_pretokenized'], example=r, is_target=True)
+             for r in rows]
+  predictions = [task.postprocess_fn(r['targets_pretokenized'], example=r, is_target=False)
+                 for r in rows]
   for metric in task.metric_fns:
     assert all(v == pytest.approx(100.0) for v in metric(targets, predictions).values())
   texts = [r['targets_pretokenized'] for r in rows]
   majority = max(set(texts), key=texts.count)
-  constant = [task.postprocess_fn(majority, example=x, is_target=False) for x in raw]
+  constant = [task.postprocess_fn(majority, example=r, is_target=False) for r in rows]
   if name == 'embedded_stsb_v1':
     constant[0] = constant[0] + 0.1  # a constant has no correlation; perturb to define it
   for value in task.metric_fns[0](targets, constant).values():
@@ -111,3 +113,19 @@ def test_mixture_mixes_the_downstream_tasks():
   assert sorted(t.name for t in mixture.tasks) == sorted(embedded.DOWNSTREAM)
   ds = mixture.get_dataset(LENGTHS, split='train', shuffle=True, seed=0)
   assert len(list(ds.take(3))) == 3
+
+
+@pytest.mark.parametrize('name', list(embedded.DOWNSTREAM))
+def test_evaluate_scores_gold_predictions_100(name, tmp_path):
+  from tasks import evaluate
+
+  task = seqio.get_mixture_or_task(name)
+  rows = task.get_dataset(LENGTHS, split='validation', shuffle=False, seed=0).as_numpy_iterator()
+  path = tmp_path / 'predictions.jsonl'
+  path.write_text('\n'.join(
+      json.dumps({'idx': i, 'prediction': r['targets_pretokenized'].decode()})
+      for i, r in enumerate(rows)))
+  result = evaluate.evaluate(name, str(path))
+  assert result['num_examples'] == examples.SIZES['validation']
+  assert result['metrics'] and all(
+      v == pytest.approx(100.0) for v in result['metrics'].values()), result

@@ -67,3 +67,4 @@ def test_programs_run(tmp_path):
                        capture_output=True, text=True, env=env, timeout=300)
   assert bad.returncode == 1
   assert 'embedded_sst_v1' in bad.stderr.strip().splitlines()[-1]
+  assert not list(tmp_path.rglob('*.model'))  # registering tasks trains no vocabulary

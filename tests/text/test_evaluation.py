@@ -95,3 +95,11 @@ def test_decoding_needs_prediction_metrics(model_and_params):
     evaluation.evaluate_task(model, params, embedded.PRETRAIN)
   with pytest.raises(ValueError, match="no 'test' split"):
     evaluation.evaluate_task(model, params, 'embedded_sst_v1', split='test')
+
+
+def test_span_corrupted_validation_is_the_same_at_every_evaluation(model_and_params):
+  model, params = model_and_params
+  lengths = {'inputs': 32, 'targets': 8}
+  first, second = (evaluation.upstream_metrics(model, params, embedded.PRETRAIN, lengths,
+                                               batch_size=8, max_examples=8) for _ in range(2))
+  assert first == second

@@ -182,3 +182,33 @@ def test_missing_weights_file(checkpoint):
   os.remove(checkpoint / 'model.safetensors')
   with pytest.raises(t5.CheckpointError, match='no weights; expected model.safetensors'):
     t5.from_hf(str(checkpoint))
+
+
+@pytest.mark.parametrize('config,tied', [
+    ({}, True),  # T5 v1.0 configs say nothing: rescaled, tied
+    ({'tie_word_embeddings': False}, False),  # T5.1.1 as transformers 4.x saves it
+    ({'tie_word_embeddings': True, 'scale_decoder_outputs': False}, False),  # 5.x T5.1.1
+    ({'tie_word_embeddings': True, 'scale_decoder_outputs': True}, True),  # 5.x v1.0
+])
+def test_config_styles_of_tying(config, tied):
+  shape, epsilon = t5.shape_from_config({'model_type': 't5', **config})
+  assert shape.tie_embeddings is tied and epsilon == 1e-6
+  assert shape == shapes.parse('small').replace(tie_embeddings=tied)
+
+
+def test_untied_checkpoint_without_lm_head_uses_shared(tmp_path):
+  # transformers 5.x may save a T5.1.1 whose lm_head it tied to shared without lm_head.weight.
+  model = _hf_model('relu_tied')
+  model.save_pretrained(str(tmp_path))
+  _edit_config(tmp_path, scale_decoder_outputs=False)
+  network, params = t5.from_hf(str(tmp_path))
+  assert not network.shape.tie_embeddings
+  np.testing.assert_array_equal(params['logits_dense'], params['token_embedder'].T)
+
+
+def test_rescaled_checkpoint_with_a_distinct_head(checkpoint):
+  weights = load_file(str(checkpoint / 'model.safetensors'))
+  weights['lm_head.weight'] = weights['shared.weight'] + 1.0
+  save_file(weights, str(checkpoint / 'model.safetensors'), metadata={'format': 'pt'})
+  with pytest.raises(t5.CheckpointError, match='lm_head.weight differs from shared.weight'):
+    t5.from_hf(str(checkpoint))

@@ -45,6 +45,12 @@ def test_unscanned_param_count_equals_released_checkpoints(name):
   assert _count(_abstract_params(network_lib.T5Network(shapes.parse(name)))) == expected
 
 
+@pytest.mark.parametrize('name', ['small-el2-dl8', 't5.1.1-small-el8-dl2-kv32'])
+def test_unscanned_param_count_equals_costs(name):
+  shape = shapes.parse(name)
+  assert _count(_abstract_params(network_lib.T5Network(shape))) == costs.params(shape)
+
+
 def test_scanned_layers_carry_a_layer_axis():
   tree = _abstract_params(network_lib.T5Network(shapes.parse('base'), scan_layers=True))
   query = tree['encoder']['layers']['attention']['query']
