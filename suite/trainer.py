@@ -132,8 +132,9 @@ class Trainer:
     """A step-0 state around given params (finetuning from pretrained weights).
 
     `params` has the structure and shapes of the model's unboxed params. Arrays already on
-    the param shardings are used as they are (not copied, not donated); host values (numpy)
-    are placed onto them, each process supplying the whole value.
+    the param shardings are copied on device (the train step donates its state, and the
+    caller keeps its params); host values (numpy) are placed onto the shardings, each process
+    supplying the whole value.
     """
     expected = self.abstract_state.params
     if jax.tree_util.tree_structure(params) != jax.tree_util.tree_structure(expected):
@@ -149,7 +150,7 @@ class Trainer:
                          f'model wants {target.shape}')
       if (isinstance(x, jax.Array) and x.sharding == target.sharding
           and x.dtype == target.dtype):
-        return x
+        return x.copy()
       x = np.asarray(jax.device_get(x), dtype=target.dtype)
       return jax.make_array_from_callback(x.shape, target.sharding, lambda idx: x[idx])
     params = jax.tree_util.tree_map_with_path(place, params, expected)

@@ -129,11 +129,6 @@ def _fit(model: T5Model, task: str, lengths: Lengths, optimizer: OptimizerConfig
   _check_vocabulary(model.shape, task)
   config = loop.LoopConfig(num_steps=steps, seed=seed, **loop_options)
   task_lengths = {'inputs': lengths.input_length, 'targets': lengths.target_length}
-  if init_params is not None:
-    # The train step donates its state: copy, so the caller's params (e.g. one pre-trained
-    # tree finetuned on several tasks) stay valid.
-    init_params = jax.tree_util.tree_map(
-        lambda x: x.copy() if isinstance(x, jax.Array) else x, init_params)
   eval_data = evaluation.eval_batches(task, task_lengths, eval_batch_size or batch_size,
                                       split=eval_split, max_examples=max_eval_examples)
   return loop.fit(model, optimizer, train_batches(task, lengths, batch_size, seed), config,
