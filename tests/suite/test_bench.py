@@ -1,0 +1,68 @@
+"""suite.bench: the measurement record, its cross-checks, and the command line."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from suite import bench, costs, shapes
+
+NAME = 'tiny-nl2-dm128-ff512-nh2'
+
+
+@pytest.fixture(scope='module')
+def record():
+  return bench.bench_shape(
+      'text', NAME, batch_size=8, steps=2, warmup=1, repeats=2, dtype='float32',
+      attention=None, remat='none', scan=False, optimizer_name='adafactor', microbatches=1,
+      compare=True, lengths_options={'input_length': 64, 'target_length': 16})
+
+
+def test_record_carries_the_plan_and_the_measurement(record):
+  shape = shapes.parse(NAME)
+  assert record['name'] == NAME and record['domain'] == 'text'
+  assert record['params'] == costs.params(shape)
+  assert record['train_flops_per_example'] == costs.train_flops_per_example(shape, 64, 16)
+  assert len(record['step_s_windows']) == 2 and record['step_s'] > 0
+  assert record['tokens_per_s'] == pytest.approx(8 * (64 + 16) / record['step_s'])
+  assert record['model_tflops_per_s'] == pytest.approx(
+      record['train_flops_per_example'] * 8 / record['step_s'] / 1e12)
+  assert record['mfu'] is None and record['peak_tflops'] is None  # CPUs have no dense peak
+  assert 'compile excluded' in record['method'] or 'no MFU' in record['method']
+
+
+def test_compiled_step_flops_agree_with_the_cost_model(record):
+  # XLA's count also holds the optimizer update (here over a 32128-row embedding, large next
+  # to this small batch) and elementwise work; tests/text/test_flops.py holds the model to 2%.
+  assert 1.0 < record['xla_over_model_flops'] < 1.05
+
+
+def test_reference_is_timed_on_the_same_batch(record):
+  reference = record['reference']
+  assert 'transformers' in reference['implementation']
+  assert reference['step_s'] > 0 and reference['tokens_per_s'] > 0
+  assert record['speedup_vs_reference'] == pytest.approx(
+      reference['step_s'] / record['step_s'])
+
+
+@pytest.mark.parametrize('args, expected', [
+    (['--shapes=tinyy'], 'closest names: tiny'),
+    (['--domain=vision', '--shapes=S/16'], "domain 'vision' has no models"),
+])
+def test_bad_names_exit_with_one_line(args, expected):
+  done = subprocess.run([sys.executable, '-m', 'suite.bench', *args], capture_output=True,
+                        text=True, timeout=300)
+  assert done.returncode != 0 and done.stdout == ''
+  errors = [line for line in done.stderr.splitlines() if line.startswith('error:')]
+  assert len(errors) == 1 and expected in errors[0]
+
+
+def test_cli_prints_a_json_list():
+  done = subprocess.run(
+      [sys.executable, '-m', 'suite.bench', f'--shapes={NAME}', '--batch=2', '--steps=1',
+       '--warmup=0', '--repeats=1', '--input_length=16', '--target_length=4'],
+      capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-2000:]
+  (item,) = json.loads(done.stdout)
+  assert item['name'] == NAME and item['batch'] == 2 and item['dtype'] == 'float32'
