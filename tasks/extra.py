@@ -16,8 +16,7 @@ from collections.abc import Callable
 import seqio
 import tensorflow as tf
 
-from tasks import metrics, rouge, tfds_load
-from tasks.vocab import OUTPUT_FEATURES
+from tasks import metrics, rouge, text_to_text, tfds_load
 
 MIXTURE = 'extra'
 
@@ -205,21 +204,9 @@ def _postprocess_and_metrics(task: ExtraTask):
 def _register() -> None:
   for task in TASKS.values():
     postprocess, metric_fns = _postprocess_and_metrics(task)
-    seqio.TaskRegistry.add(
-      task.name,
-      source=seqio.FunctionDataSource(
-        functools.partial(_dataset_fn, task), splits=tuple(task.splits)
-      ),
-      preprocessors=[
-        _text_map(task),
-        seqio.preprocessors.tokenize,
-        seqio.CacheDatasetPlaceholder(),
-        seqio.preprocessors.append_eos_after_trim,
-      ],
-      output_features=OUTPUT_FEATURES,
-      postprocess_fn=postprocess,
-      metric_fns=metric_fns,
-    )
+    source = seqio.FunctionDataSource(
+      functools.partial(_dataset_fn, task), splits=tuple(task.splits))
+    text_to_text.register(task.name, source, _text_map(task), postprocess, metric_fns)
   seqio.MixtureRegistry.add(MIXTURE, [(name, 1.0) for name in TASKS])
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from tasks import metrics, span_corruption
+from tasks import metrics, span_corruption, text_to_text
 from tasks.embedded import corpus
 from tasks.embedded import examples as generated
 from tasks.vocab import OUTPUT_FEATURES
@@ -157,19 +157,7 @@ def _register() -> None:
     metric_fns=[],
   )
   for name, (key, to_text, postprocess, metric_fns) in DOWNSTREAM.items():
-    seqio.TaskRegistry.add(
-      name,
-      source=_source(key),
-      preprocessors=[
-        _text_features(to_text),
-        seqio.preprocessors.tokenize,
-        seqio.CacheDatasetPlaceholder(),
-        seqio.preprocessors.append_eos_after_trim,
-      ],
-      output_features=OUTPUT_FEATURES,
-      postprocess_fn=postprocess,
-      metric_fns=metric_fns,
-    )
+    text_to_text.register(name, _source(key), _text_features(to_text), postprocess, metric_fns)
   seqio.MixtureRegistry.add(MIXTURE, [(name, 1.0) for name in DOWNSTREAM])
 
 

@@ -10,7 +10,6 @@ import tensorflow_datasets as tfds
 
 from tasks import benchmark, sources, vocab
 from tasks.benchmark import formats
-from tests.tasks.fixtures import write_fixtures
 
 LENGTHS = {'inputs': 48, 'targets': 8}
 
@@ -22,14 +21,6 @@ def byte_vocabulary():
   vocab.get_vocabulary = seqio.ByteVocabulary
   yield
   vocab.get_vocabulary = previous
-
-
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  root = write_fixtures(str(tmp_path_factory.mktemp('data')))
-  sources.configure(data_dir=root)
-  yield root
-  sources.configure()
 
 
 FIRST_VALIDATION = {

@@ -10,18 +10,9 @@ import sys
 
 import pytest
 
-from tasks import benchmark, evaluate, sources
-from tests.tasks.fixtures import write_fixtures
+from tasks import benchmark, evaluate
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  root = write_fixtures(str(tmp_path_factory.mktemp('data')))
-  sources.configure(data_dir=root)
-  yield root
-  sources.configure()
 
 
 def _write(path, records) -> str:

@@ -9,16 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from tasks import sources
-from tests.tasks.fixtures import FIXTURE_COUNTS, MRPC, tsv, write_fixtures
-
-
-@pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-  root = write_fixtures(str(tmp_path_factory.mktemp('data')))
-  previous = sources.config()
-  sources.configure(data_dir=root)
-  yield root
-  sources.configure(previous.data_dir, previous.tfds_data_dir)
+from tests.tasks.fixtures import FIXTURE_COUNTS, MRPC, tsv
 
 
 @pytest.mark.parametrize('dataset', sorted(FIXTURE_COUNTS))
