@@ -24,8 +24,11 @@ from suite.shapes import TEXT, Shape
 
 DEFAULT_INPUT_LENGTH = 512
 DEFAULT_TARGET_LENGTH = 114
-# Factored second moments when the two largest dimensions are at least this (optax default).
-ADAFACTOR_MIN_DIM_TO_FACTOR = 128
+# Adafactor keeps factored second moments for a tensor whose second-largest dimension is at
+# least this. Attention kernels are [d_model, heads, d_kv]: 16 factors them for every released
+# shape (d_kv >= 16), as T5 factored its 2-D attention matrices; optax's default, 128, would
+# keep full second moments for every d_kv-64 kernel. suite.optim uses the same default.
+ADAFACTOR_MIN_DIM_TO_FACTOR = 16
 OPTIMIZERS = ('adafactor', 'adamw', 'sgd')
 DTYPE_BYTES = {'float32': 4, 'bfloat16': 2, 'float16': 2}
 
@@ -49,7 +52,8 @@ def parameter_tensors(shape: Shape) -> list[Tensor]:
 
 
 def _text_tensors(s: Shape) -> list[Tensor]:
-  d, a, enc, dec = s.d_model, s.attention_width, s.num_encoder_layers, s.num_decoder_layers
+  d, enc, dec = s.d_model, s.num_encoder_layers, s.num_decoder_layers
+  h, kv = s.num_heads, s.d_kv
   ffn_in = ('wi_0', 'wi_1') if s.is_gated else ('wi',)
   tensors = [Tensor('token_embedding', (s.vocab_size, d))]
   if not s.tie_embeddings:
@@ -57,15 +61,16 @@ def _text_tensors(s: Shape) -> list[Tensor]:
   for stack, layers, attentions, norms in (('encoder', enc, ('self',), 2),
                                            ('decoder', dec, ('self', 'cross'), 3)):
     for attention in attentions:
+      # As the network stores them: [d_model, heads, d_kv] and [heads, d_kv, d_model].
       for proj in ('q', 'k', 'v'):
-        tensors.append(Tensor(f'{stack}/{attention}_attention/{proj}', (d, a), layers))
-      tensors.append(Tensor(f'{stack}/{attention}_attention/o', (a, d), layers))
+        tensors.append(Tensor(f'{stack}/{attention}_attention/{proj}', (d, h, kv), layers))
+      tensors.append(Tensor(f'{stack}/{attention}_attention/o', (h, kv, d), layers))
     for name in ffn_in:
       tensors.append(Tensor(f'{stack}/mlp/{name}', (d, s.d_ff), layers))
     tensors.append(Tensor(f'{stack}/mlp/wo', (s.d_ff, d), layers))
     tensors.append(Tensor(f'{stack}/layer_norms', (d,), layers * norms))
     # T5 keeps one relative-position bias table, in the first layer of each stack.
-    tensors.append(Tensor(f'{stack}/relative_attention_bias', (s.relative_buckets, s.num_heads)))
+    tensors.append(Tensor(f'{stack}/relative_attention_bias', (s.num_heads, s.relative_buckets)))
     tensors.append(Tensor(f'{stack}/final_layer_norm', (d,)))
   return tensors
 

@@ -16,6 +16,7 @@ from typing import Any
 import jax.numpy as jnp
 import optax
 
+from suite import costs
 from suite.shapes import closest
 
 OPTIMIZERS = ('adafactor', 'adamw')
@@ -47,7 +48,7 @@ class OptimizerConfig:
   clipping_threshold: float | None = 1.0
   multiply_by_parameter_scale: bool = True
   momentum: float | None = None
-  min_dim_size_to_factor: int = 128
+  min_dim_size_to_factor: int = costs.ADAFACTOR_MIN_DIM_TO_FACTOR
   # AdamW.
   b1: float = 0.9
   b2: float = 0.999

@@ -120,7 +120,7 @@ class Attention(nn.Module):
 
     mask = None if kv_valid is None else kv_valid[:, None, None, :]
     use_dropout = not self.deterministic and self.dropout_rate > 0.0
-    if use_dropout and self.attention_impl != 'cudnn':
+    if use_dropout:  # no fused kernel drops attention weights: compute them explicitly
       out = self._explicit_attention(q, k, v, bias, mask, is_causal)
     elif self.attention_impl == 'cudnn' and not self.decode:
       # cuDNN takes padding as lengths (right-padded keys, as seqio pads) so that the bias
