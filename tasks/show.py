@@ -62,6 +62,15 @@ def _print(name: str, split: str, rows: list[dict], as_json: bool) -> None:
         print(f'  {key}{tokens}: {value}')
 
 
+def _check_text_split(task: str, split: str) -> None:
+  """Raises ValueError naming the valid splits when a task (or a mixture's task) lacks one."""
+  provider = registry.get_text(task)
+  for sub in getattr(provider, 'tasks', None) or [provider]:
+    if split not in sub.splits:
+      raise ValueError(f'split {split!r} is not a split of {sub.name}; valid splits: '
+                       f'{", ".join(sub.splits)}')
+
+
 def show(task: str, split: str = 'validation', n: int = 3, inputs_length: int = 512,
          targets_length: int = 128, seed: int = 0, as_json: bool = False) -> int:
   """Prints `n` examples of `task`; returns the exit status (1 with one line on stderr if the
@@ -70,9 +79,10 @@ def show(task: str, split: str = 'validation', n: int = 3, inputs_length: int = 
     if registry.domain_of(task) == registry.VISION:
       rows = image_examples(task, split, n, seed)
     else:
+      _check_text_split(task, split)
       lengths = {'inputs': inputs_length, 'targets': targets_length}
       rows = text_examples(task, split, n, lengths, seed)
-  except (registry.TaskNotFoundError, FileNotFoundError) as e:
+  except (registry.TaskNotFoundError, FileNotFoundError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
   except tf.errors.OpError as e:

@@ -56,6 +56,14 @@ def answers_value(text, example=None, is_target=False):
   return metrics.as_text(text)
 
 
+def padded_answers_value(text, example=None, is_target=False):
+  """SQuAD: gold answers are punctuation padded (as T5 trains on them); predictions are padded
+  the same way, so that "U.S." and T5's "U . S ." both match the gold "U . S ."."""
+  if is_target:
+    return answers_value(text, example, is_target)
+  return formats.pad_punctuation(metrics.as_text(text))
+
+
 def wsc_value(text, example=None, is_target=False):
   if is_target:
     return int(example['label'])
@@ -143,7 +151,7 @@ _SPECS = [
            {'train': 'train', 'validation': 'validation'}, formats.wsc, wsc_value, _ACC,
            259, 'WSC'),
   TaskSpec('squad11_v1', 'squad', 'squad/v1.1', {'train': 'train', 'validation': 'validation'},
-           formats.squad, answers_value, (metrics.squad,), 87_599, 'SQuAD'),
+           formats.squad, padded_answers_value, (metrics.squad,), 87_599, 'SQuAD'),
 ]
 
 SPECS: dict[str, TaskSpec] = {spec.name: spec for spec in _SPECS}

@@ -224,3 +224,13 @@ def test_averages_as_t5():
   partial = benchmark.averages(scores)
   assert 'super_glue_average' not in partial and 'ReCoRD' not in partial
   assert partial['glue_average'] == result['glue_average']
+
+
+def test_squad_scores_natural_and_padded_spellings_alike(data_dir, byte_vocabulary):
+  """Gold answers are punctuation padded (T5's format); a prediction spelled naturally
+  ("Levi's Stadium") must match them as the official scorer would."""
+  natural = ['California', "Levi's Stadium", 'Super Bowl 50']
+  padded = ['California', "Levi ' s Stadium", 'Super Bowl 50']
+  for predictions in (natural, padded):
+    assert benchmark.score('squad11_v1', 'validation', predictions) == {
+        'em': pytest.approx(100.0), 'f1': pytest.approx(100.0)}

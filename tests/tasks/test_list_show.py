@@ -68,3 +68,9 @@ def test_programs_run(tmp_path):
   assert bad.returncode == 1
   assert 'embedded_sst_v1' in bad.stderr.strip().splitlines()[-1]
   assert not list(tmp_path.rglob('*.model'))  # registering tasks trains no vocabulary
+
+
+def test_show_unknown_split_is_one_line_with_the_valid_splits(capsys):
+  assert show.show('embedded_sst_v1', split='tset', n=1) == 1
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "split 'tset'" in err[0] and 'validation' in err[0]
