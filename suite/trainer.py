@@ -226,13 +226,14 @@ class Trainer:
     for batch in batches:
       result = self.eval_batch(params, batch)
       if pending is not None:  # fetch one batch behind, so the device stays busy
-        _accumulate(totals, partition.to_host(pending))
+        accumulate_sums(totals, partition.to_host(pending))
       pending = result
     if pending is not None:
-      _accumulate(totals, partition.to_host(pending))
+      accumulate_sums(totals, partition.to_host(pending))
     return totals
 
 
-def _accumulate(totals: dict[str, float], values: dict[str, Any]) -> None:
+def accumulate_sums(totals: dict[str, float], values: dict[str, Any]) -> None:
+  """Adds each metric's host values (summed, in float64) into `totals`, in place."""
   for name, value in values.items():
     totals[name] = totals.get(name, 0.0) + float(np.sum(np.asarray(value, np.float64)))

@@ -16,8 +16,8 @@ from text import t5
 class Lengths:
   """Tokens per example: encoder inputs and decoder targets."""
 
-  input_length: int = 512
-  target_length: int = 114
+  input_length: int = costs.DEFAULT_INPUT_LENGTH
+  target_length: int = costs.DEFAULT_TARGET_LENGTH
 
   def __post_init__(self):
     for name in ('input_length', 'target_length'):
@@ -25,7 +25,8 @@ class Lengths:
         raise ValueError(f'{name}={getattr(self, name)}: must be a positive token count.')
 
 
-def lengths(input_length: int = 512, target_length: int = 114, **_) -> Lengths:
+def lengths(input_length: int = costs.DEFAULT_INPUT_LENGTH,
+            target_length: int = costs.DEFAULT_TARGET_LENGTH, **_) -> Lengths:
   return Lengths(input_length, target_length)
 
 

@@ -20,6 +20,7 @@ import jax
 import numpy as np
 import seqio
 
+from suite import trainer
 from text.model import T5Model, finalize_metrics
 from text.network import T5Network
 
@@ -113,8 +114,7 @@ def upstream_metrics(model: T5Model, params: Any, task: str | seqio.Task | seqio
   step = jax.jit(model.eval_metrics)
   totals: dict[str, float] = {}
   for batch in eval_batches(task, lengths, batch_size, split, max_examples)():
-    for name, value in jax.device_get(step(params, batch)).items():
-      totals[name] = totals.get(name, 0.0) + float(np.sum(np.asarray(value, np.float64)))
+    trainer.accumulate_sums(totals, jax.device_get(step(params, batch)))
   if not totals:
     raise ValueError(f'{resolve(task).name}/{split} has no examples to evaluate')
   return finalize_metrics(totals)

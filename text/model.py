@@ -127,7 +127,8 @@ class T5Model:
     }
 
   def decode(self, params, encoder_input_tokens: jax.Array, max_decode_len: int) -> jax.Array:
-    """Greedy tokens [batch, max_decode_len] with a key/value cache, under jit.
+    """Greedy tokens [batch, max_decode_len] under jit, self-attention keys/values cached (the
+    cross-attention keys/values are recomputed from the encoder output at every step).
 
     Starts from decoder_start_id; an example stops after it emits eos_id (kept), and the
     positions after it are 0; the loop ends when all stopped or at max_decode_len.
