@@ -172,33 +172,19 @@ def _text_map(task: ExtraTask):
   return mapped
 
 
-def _decode(text) -> str:
-  return text.decode('utf-8') if isinstance(text, bytes) else str(text)
-
-
-def _class_id(labels, text, example=None, is_target=False):
-  del example, is_target
-  return metrics.string_label_to_class_id(text, labels)
-
-
 def _answers(text, example=None, is_target=False):
   """Targets: the answer and all its aliases; predictions: the decoded text."""
   if is_target:
-    return [_decode(text), *(_decode(a) for a in example['answers'])]
-  return _decode(text)
-
-
-def _text(text, example=None, is_target=False):
-  del example, is_target
-  return _decode(text)
+    return [metrics.as_text(text), *(metrics.as_text(a) for a in example['answers'])]
+  return metrics.as_text(text)
 
 
 def _postprocess_and_metrics(task: ExtraTask):
   if task.metric == 'accuracy':
-    return functools.partial(_class_id, task.labels), [metrics.accuracy]
+    return functools.partial(text_to_text.class_id, task.labels), [metrics.accuracy]
   if task.metric == 'squad':
     return _answers, [metrics.squad]
-  return _text, [rouge.rouge]
+  return text_to_text.text_value, [rouge.rouge]
 
 
 def _register() -> None:

@@ -104,39 +104,26 @@ def _squad(ex):
   return inputs, ex['answers'][0]
 
 
-def _class_id(labels, text, example=None, is_target=False):
-  del example, is_target
-  return metrics.string_label_to_class_id(text, labels)
-
-
-def _float(text, example=None, is_target=False):
-  del example, is_target
-  return metrics.string_to_float(text)
-
-
-def _text(text, example=None, is_target=False):
-  del example, is_target
-  return text.decode('utf-8') if isinstance(text, bytes) else str(text)
-
-
 def _answers(text, example=None, is_target=False):
   """Targets: all gold answers of the example; predictions: the decoded text."""
   if is_target:
-    return [a.decode('utf-8') if isinstance(a, bytes) else str(a) for a in example['answers']]
-  return _text(text)
+    return [metrics.as_text(a) for a in example['answers']]
+  return metrics.as_text(text)
 
 
 DOWNSTREAM = {
   # name: (generator key, to-text function, postprocess_fn, metric_fns)
-  'embedded_sst_v1': ('sst', _sst, functools.partial(_class_id, SST_LABELS), [metrics.accuracy]),
-  'embedded_rte_v1': ('rte', _rte, functools.partial(_class_id, RTE_LABELS), [metrics.accuracy]),
+  'embedded_sst_v1': (
+    'sst', _sst, functools.partial(text_to_text.class_id, SST_LABELS), [metrics.accuracy]),
+  'embedded_rte_v1': (
+    'rte', _rte, functools.partial(text_to_text.class_id, RTE_LABELS), [metrics.accuracy]),
   'embedded_stsb_v1': (
     'stsb',
     _stsb,
-    _float,
+    text_to_text.float_value,
     [metrics.pearson_corrcoef, metrics.spearman_corrcoef],
   ),
-  'embedded_mc_v1': ('mc', _mc, _text, [metrics.accuracy]),
+  'embedded_mc_v1': ('mc', _mc, text_to_text.text_value, [metrics.accuracy]),
   'embedded_squad_v1': ('squad', _squad, _answers, [metrics.squad]),
 }
 
