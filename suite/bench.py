@@ -21,7 +21,7 @@ import time
 import jax
 from absl import app, flags, logging
 
-from suite import costs, devices, domains, optim, partition, shapes, trainer
+from suite import costs, devices, domains, host_memory, optim, partition, shapes, trainer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('domain', 'text', 'text | vision.')
@@ -41,6 +41,10 @@ flags.DEFINE_string('remat', 'none', 'Rematerialisation policy of the network.')
 flags.DEFINE_bool('scan', False, 'Scan over layers (faster compiles for deep shapes).')
 flags.DEFINE_enum('optimizer', 'adafactor', ['adafactor', 'adamw'], 'Optimizer of the step.')
 flags.DEFINE_integer('microbatches', 1, 'Gradient-accumulation microbatches per step.')
+flags.DEFINE_bool('keep_host_memory', True,
+                  'Keep freed host memory in the process (glibc), so that CPU steps do not '
+                  'page-fault their buffers anew; applies to the reference run as well. See '
+                  'suite/host_memory.py.')
 flags.DEFINE_enum('compare', 'none', ['none', 'reference'],
                   "reference: also time the domain's reference implementation (text: "
                   "transformers' PyTorch T5 with AdamW) on the same batch, side by side.")
@@ -115,7 +119,8 @@ def bench_shape(domain_name: str, name: str, *, batch_size: int, steps: int, war
       'name': shapes.display_name(shape), 'domain': domain_name, **shape.fields(),
       'params': costs.params(shape), **lengths.__dict__, 'batch': batch_size,
       'dtype': dtype, 'attention': attention or 'xla', 'optimizer': optimizer_name,
-      'device': info.kind, 'devices': info.count, 'compile_s': round(compile_s, 3),
+      'device': info.kind, 'devices': info.count, 'host_memory': host_memory.describe(),
+      'compile_s': round(compile_s, 3),
       'step_s': step_s, 'step_s_windows': windows, 'steps_per_s': 1.0 / step_s,
       f'{unit}_per_s': items * batch_size / step_s,
       'train_flops_per_example': flops_example,
@@ -131,17 +136,26 @@ def bench_shape(domain_name: str, name: str, *, batch_size: int, steps: int, war
                  f'{peak} TFLOP/s' if peak else 'no MFU: no dense peak known for this device'),
   }
   if compare:
-    logging.info('%s: timing the reference implementation', name)
-    reference = domain.reference_train_step(shape, host_batch, steps, warmup)
-    reference[f'{unit}_per_s'] = items * batch_size / reference['step_s']
-    result['reference'] = reference
-    result['speedup_vs_reference'] = reference['step_s'] / step_s
+    # The reference as its users run it (the allocator's defaults), and, when ours kept freed
+    # host memory, under that same setting too: both in fresh processes, side by side.
+    runs = [('reference', 'speedup_vs_reference', False)]
+    if host_memory.applied():
+      runs.append(('reference_same_host_memory', 'speedup_vs_reference_same_host_memory', True))
+    for key, speedup_key, keep in runs:
+      logging.info('%s: timing the reference implementation (%s)', name, key)
+      reference = domain.reference_train_step(shape, host_batch, steps, warmup,
+                                              keep_host_memory=keep, repeats=repeats)
+      reference[f'{unit}_per_s'] = items * batch_size / reference['step_s']
+      result[key] = reference
+      result[speedup_key] = reference['step_s'] / step_s
   return result
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments {argv[1:]}')
+  if FLAGS.keep_host_memory:  # before jax.devices() starts the CPU client's threads
+    host_memory.keep_freed_memory()
   platform = jax.devices()[0].platform
   try:
     for name in FLAGS.shapes:

@@ -58,8 +58,11 @@ def items_per_example(shape: Shape, lengths: Lengths) -> tuple[str, int]:
   return 'tokens', lengths.input_length + lengths.target_length
 
 
-def reference_train_step(shape: Shape, batch: dict[str, np.ndarray], steps: int,
-                         warmup: int) -> dict:
-  """The comparison point for `suite.bench --compare`: transformers' PyTorch T5 + AdamW."""
+def reference_train_step(shape: Shape, batch: dict[str, np.ndarray], steps: int, warmup: int,
+                         keep_host_memory: bool = False, repeats: int = 1) -> dict:
+  """The comparison point for `suite.bench --compare`: transformers' PyTorch T5 + AdamW, timed
+  in a fresh process with glibc's default allocator or (keep_host_memory) suite.host_memory's.
+  """
   from text import torch_baseline
-  return torch_baseline.time_train_steps(shape, batch, steps, warmup)
+  return torch_baseline.time_in_fresh_process(shape, batch, steps, warmup, keep_host_memory,
+                                              repeats)

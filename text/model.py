@@ -28,11 +28,14 @@ def cross_entropy_with_logits(logits: jax.Array, targets: jax.Array, z_loss: flo
   """Per-token (loss, z_loss, nll, correct), all float32; logits may be bfloat16.
 
   loss = smoothed cross-entropy + z_loss * logsumexp**2 (t5x); nll is the plain -log p(target)
-  used for perplexity; the float32 upcast fuses into the reductions under jit.
+  used for perplexity; the float32 upcast fuses into the reductions under jit. `correct` is
+  argmax(logits) == target, ties going to the first id as in argmax.
   """
   logits32 = logits.astype(jnp.float32)
   vocab = logits.shape[-1]
-  lse = jax.nn.logsumexp(logits32, axis=-1)
+  top = jnp.max(logits32, axis=-1)
+  shift = jax.lax.stop_gradient(top)  # the gradient of a logsumexp does not depend on it
+  lse = shift + jnp.log(jnp.sum(jnp.exp(logits32 - shift[..., None]), axis=-1))
   target_logit = jnp.take_along_axis(logits32, targets[..., None], axis=-1)[..., 0]
   nll = lse - target_logit
   if label_smoothing:
@@ -44,7 +47,11 @@ def cross_entropy_with_logits(logits: jax.Array, targets: jax.Array, z_loss: flo
   else:
     loss = nll
   z = z_loss * jnp.square(lse)
-  correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+  # argmax == target, without argmax's (value, index) reduction, slow on XLA CPU: the target
+  # holds the max and no earlier id reaches it (argmax takes the first of tied maxima).
+  earlier = jnp.arange(vocab) < targets[..., None]
+  best_earlier = jnp.max(jnp.where(earlier, logits32, -jnp.inf), axis=-1)
+  correct = ((target_logit >= top) & (best_earlier < top)).astype(jnp.float32)
   return loss + z, z, nll, correct
 
 

@@ -100,9 +100,9 @@ class Attention(nn.Module):
     wv = kernel('value', (d_model, heads, d_kv), ('embed', 'heads', 'kv'), d_model ** -.5)
     wo = kernel('out', (heads, d_kv, d_model), ('heads', 'kv', 'embed'), (heads * d_kv) ** -.5)
     axes = ('batch', 'length', 'heads', 'kv')
-    q = nn.with_logical_constraint(jnp.einsum('btd,dhk->bthk', inputs_q, wq), axes)
-    k = nn.with_logical_constraint(jnp.einsum('btd,dhk->bthk', inputs_kv, wk), axes)
-    v = nn.with_logical_constraint(jnp.einsum('btd,dhk->bthk', inputs_kv, wv), axes)
+    q = nn.with_logical_constraint(_project(inputs_q, wq), axes)
+    k = nn.with_logical_constraint(_project(inputs_kv, wk), axes)
+    v = nn.with_logical_constraint(_project(inputs_kv, wv), axes)
 
     if self.decode:
       initialized = self.has_variable('cache', 'cached_key')
@@ -120,8 +120,8 @@ class Attention(nn.Module):
 
     mask = None if kv_valid is None else kv_valid[:, None, None, :]
     use_dropout = not self.deterministic and self.dropout_rate > 0.0
-    if use_dropout:  # no fused kernel drops attention weights: compute them explicitly
-      out = self._explicit_attention(q, k, v, bias, mask, is_causal)
+    if use_dropout:  # cuDNN's kernel does not drop attention weights here: ours does
+      out = self._explicit_attention(q, k, v, bias, mask, is_causal, dropout=True)
     elif self.attention_impl == 'cudnn' and not self.decode:
       # cuDNN takes padding as lengths (right-padded keys, as seqio pads) so that the bias
       # stays [1, heads, q, k] instead of being broadcast over the batch.
@@ -130,25 +130,81 @@ class Attention(nn.Module):
       out = jax.nn.dot_product_attention(q, k, v, bias=bias, scale=1.0, is_causal=is_causal,
                                          key_value_seq_lengths=lengths, implementation='cudnn')
     else:
-      impl = None if self.decode else self.attention_impl
-      out = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask, scale=1.0,
-                                         is_causal=is_causal, implementation=impl)
+      out = self._explicit_attention(q, k, v, bias, mask, is_causal)
     out = nn.with_logical_constraint(out, axes)
-    return jnp.einsum('bthk,hkd->btd', out, wo)
+    b, t = out.shape[:2]
+    return (out.reshape(b * t, heads * d_kv) @ wo.reshape(heads * d_kv, d_model)).reshape(
+        b, t, d_model)
 
-  def _explicit_attention(self, q, k, v, bias, mask, is_causal):
-    """Same math as jax.nn.dot_product_attention, plus dropout on the attention weights."""
-    logits = jnp.einsum('bqhd,bkhd->bhqk', q, k, preferred_element_type=jnp.float32)
+  def _explicit_attention(self, q, k, v, bias, mask, is_causal, dropout: bool = False):
+    """Same math as jax.nn.dot_product_attention, with optional dropout on the weights.
+
+    Heads move ahead of the length first ([b, h, t, d]), so both products are plain batched
+    matmuls over (batch, heads): on XLA CPU that is faster than the dot_general layouts
+    dot_product_attention uses.
+    """
+    q, k, v = (x.transpose(0, 2, 1, 3) for x in (q, k, v))
+    logits = jnp.matmul(q, k.swapaxes(-1, -2), preferred_element_type=jnp.float32)
     if bias is not None:
-      logits = logits + bias.astype(jnp.float32)
+      logits = _add_broadcast(logits, bias.astype(jnp.float32))
     if is_causal:
-      causal = jnp.tril(jnp.ones((q.shape[1], k.shape[1]), bool))
+      causal = jnp.tril(jnp.ones((q.shape[2], k.shape[2]), bool))
       mask = causal[None, None] if mask is None else mask & causal[None, None]
     if mask is not None:
       logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min / 2)
     weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-    weights = nn.Dropout(self.dropout_rate, deterministic=False)(weights)
-    return jnp.einsum('bhqk,bkhd->bqhd', weights, v)
+    if dropout:
+      weights = nn.Dropout(self.dropout_rate, deterministic=False)(weights)
+    return jnp.matmul(weights, v).transpose(0, 2, 1, 3)
+
+
+def _check_broadcast(bias):
+  if bias.shape[0] != 1:
+    raise ValueError(f'bias must broadcast over the batch (leading dim 1), got {bias.shape}.')
+
+
+@jax.custom_vjp
+def _add_broadcast(x, bias):
+  """x + bias with bias [1, ...] broadcast over x's batch axis.
+
+  Same value and gradient as `x + bias`. On one device the bias gradient (a sum over the
+  batch) is taken by repeated halving, which XLA fuses into one elementwise pass: XLA CPU's
+  reduction over the leading axis of [batch, heads, q, k] ran at a few GB/s and showed in the
+  step's profile. With several devices the batch may be sharded, and halving would move
+  slices between them: there it is the plain sum (one all-reduce).
+  """
+  _check_broadcast(bias)
+  return x + bias
+
+
+def _add_broadcast_fwd(x, bias):
+  _check_broadcast(bias)
+  return x + bias, None
+
+
+def _add_broadcast_bwd(_, grad):
+  if jax.device_count() > 1:
+    return grad, jnp.sum(grad, axis=0, keepdims=True)
+  total = grad
+  while total.shape[0] > 1:
+    half = total.shape[0] // 2
+    paired = total[:half] + total[half:2 * half]
+    total = paired if total.shape[0] % 2 == 0 else jnp.concatenate([paired, total[2 * half:]])
+  return grad, total
+
+
+_add_broadcast.defvjp(_add_broadcast_fwd, _add_broadcast_bwd)
+
+
+def _project(x, kernel):
+  """x [..., d_model] times a [d_model, heads, d_kv] kernel as one 2-D matmul -> [..., heads, d_kv].
+
+  Rows flattened to 2-D: the gradients are then plain GEMMs; the 3-D einsum form makes XLA CPU
+  transpose activations before each weight-gradient product.
+  """
+  d_model, heads, d_kv = kernel.shape
+  y = x.reshape(-1, d_model) @ kernel.reshape(d_model, heads * d_kv)
+  return y.reshape(*x.shape[:-1], heads, d_kv)
 
 
 class Mlp(nn.Module):
@@ -166,17 +222,20 @@ class Mlp(nn.Module):
     init_in = nn.with_logical_partitioning(normal(d_model ** -.5), ('embed', 'mlp'))
     init_out = nn.with_logical_partitioning(normal(self.d_ff ** -.5), ('mlp', 'embed'))
     axes = ('batch', 'length', 'mlp')
+    lead = x.shape[:-1]
+    rows = x.reshape(-1, d_model)  # 2-D matmuls, as in _project
+
+    def dense_in(name):
+      kernel = self.param(name, init_in, (d_model, self.d_ff)).astype(self.dtype)
+      return nn.with_logical_constraint((rows @ kernel).reshape(*lead, self.d_ff), axes)
+
     if self.gated:
-      wi_0 = self.param('wi_0', init_in, (d_model, self.d_ff)).astype(self.dtype)
-      wi_1 = self.param('wi_1', init_in, (d_model, self.d_ff)).astype(self.dtype)
-      h = jax.nn.gelu(nn.with_logical_constraint(x @ wi_0, axes), approximate=True)
-      h = h * nn.with_logical_constraint(x @ wi_1, axes)
+      h = jax.nn.gelu(dense_in('wi_0'), approximate=True) * dense_in('wi_1')
     else:
-      wi = self.param('wi', init_in, (d_model, self.d_ff)).astype(self.dtype)
-      h = jax.nn.relu(nn.with_logical_constraint(x @ wi, axes))
+      h = jax.nn.relu(dense_in('wi'))
     h = nn.Dropout(self.dropout_rate, deterministic=self.deterministic)(h)
     wo = self.param('wo', init_out, (self.d_ff, d_model)).astype(self.dtype)
-    return h @ wo
+    return (h.reshape(-1, self.d_ff) @ wo).reshape(*lead, d_model)
 
 
 class Layer(nn.Module):
@@ -276,25 +335,58 @@ class Stack(nn.Module):
     return dropout(x)
 
   def _position_bias(self, rel_embedding, length):
-    """[1, heads, length, length] bias, in compute dtype, from the bucket table.
+    """[1, heads, length, length] bias, in compute dtype, from the bucket table."""
+    bias = _relative_bias_fn(length, not self.decoder, self.shape.relative_buckets,
+                             self.shape.relative_max_distance)
+    return bias(rel_embedding.astype(self.dtype))[None]
 
-    A one-hot matmul rather than a gather: its gradient is a matmul too, not a scatter-add of
-    length**2 updates into a few buckets (slow, atomic-bound, on GPUs).
-    """
-    buckets = relative_position_buckets(length, length, not self.decoder,
-                                        self.shape.relative_buckets,
-                                        self.shape.relative_max_distance)
-    one_hot = jnp.asarray(buckets)[..., None] == jnp.arange(self.shape.relative_buckets)
-    bias = jnp.einsum('hb,qkb->hqk', rel_embedding.astype(self.dtype),
-                      one_hot.astype(self.dtype), precision=jax.lax.Precision.HIGHEST)
-    return bias[None]
+
+@functools.lru_cache(maxsize=64)
+def _relative_bias_fn(length: int, bidirectional: bool, num_buckets: int, max_distance: int):
+  """table [heads, buckets] -> bias [heads, length, length], bias[:, q, k] = table[:, b(k - q)].
+
+  The bucket depends on k - q only, so the bias is a Toeplitz expansion of one row per head
+  over the 2*length - 1 relative positions. Forward: a gather. Backward: the gradient's
+  diagonal sums (a pad-and-reshape that lines the diagonals up as columns, then one sum), then
+  a [2*length - 1, buckets] one-hot matmul. All dense, and no scatter of length**2 updates into
+  a few buckets nor a [length, length, buckets] one-hot contraction.
+  """
+  span = 2 * length - 1
+  # relative position r = k - q in [-(length-1), length-1], stored at r + length - 1
+  row_buckets = relative_position_buckets(1, span, bidirectional, num_buckets, max_distance,
+                                          offset=length - 1)[0]
+  one_hot = (row_buckets[:, None] == np.arange(num_buckets)).astype(np.float32)
+  position = np.arange(length)
+  toeplitz = (position[None, :] - position[:, None] + length - 1).astype(np.int32)
+
+  @jax.custom_vjp
+  def bias(table):
+    return jnp.take(table, jnp.asarray(row_buckets[toeplitz]), axis=1)
+
+  def forward(table):
+    return bias(table), None
+
+  def backward(_, grad):  # the cotangent has the table's dtype, as the bias has
+    g = grad.astype(jnp.float32)[:, :, ::-1]  # column L-1-k: q + column = (L-1) - (k - q)
+    heads = g.shape[0]
+    g = jnp.pad(g, ((0, 0), (0, 0), (0, length)))
+    g = g.reshape(heads, 2 * length * length)[:, :length * span].reshape(heads, length, span)
+    per_relative = jnp.sum(g, axis=1)[:, ::-1]  # [heads, span], index r + length - 1
+    table_grad = jnp.dot(per_relative, jnp.asarray(one_hot),
+                         precision=jax.lax.Precision.HIGHEST)
+    return (table_grad.astype(grad.dtype),)
+
+  bias.defvjp(forward, backward)
+  return bias
 
 
 class T5Network(nn.Module):
   """T5 encoder-decoder: `apply(vars, encoder_input_tokens, decoder_input_tokens)` -> logits.
 
-  Logits are [batch, target_len, vocab] in `dtype`. `attention_impl` picks the
-  jax.nn.dot_product_attention backend (None: default, 'xla', 'cudnn' on GPU).
+  Logits are [batch, target_len, vocab] in `dtype`. `attention_impl`: None or 'xla' compute
+  attention with our own XLA ops (`Attention._explicit_attention`); 'cudnn' calls
+  jax.nn.dot_product_attention's cuDNN kernel (NVIDIA GPUs; training without attention
+  dropout).
   """
   shape: Shape
   dtype: Dtype = jnp.float32

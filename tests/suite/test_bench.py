@@ -1,6 +1,7 @@
 """suite.bench: the measurement record, its cross-checks, and the command line."""
 
 import json
+import platform
 import subprocess
 import sys
 
@@ -42,6 +43,10 @@ def test_reference_is_timed_on_the_same_batch(record):
   reference = record['reference']
   assert 'transformers' in reference['implementation']
   assert reference['step_s'] > 0 and reference['tokens_per_s'] > 0
+  assert len(reference['step_s_windows']) == 2  # the same windows as ours
+  # this process did not tune its allocator, so neither did the reference's fresh process
+  assert record['host_memory'] == reference['host_memory'] == 'system default'
+  assert 'reference_same_host_memory' not in record
   assert record['speedup_vs_reference'] == pytest.approx(
       reference['step_s'] / record['step_s'])
 
@@ -66,3 +71,5 @@ def test_cli_prints_a_json_list():
   assert done.returncode == 0, done.stderr[-2000:]
   (item,) = json.loads(done.stdout)
   assert item['name'] == NAME and item['batch'] == 2 and item['dtype'] == 'float32'
+  if platform.libc_ver()[0] == 'glibc':  # the CLI keeps freed host memory by default
+    assert 'suite.host_memory' in item['host_memory']

@@ -54,6 +54,24 @@ def test_cross_entropy_matches_numpy(z_loss, label_smoothing):
   np.testing.assert_array_equal(correct, logits.argmax(-1) == targets)
 
 
+def test_cross_entropy_gradient_is_softmax_minus_one_hot():
+  rng = np.random.default_rng(1)
+  logits = jnp.asarray(rng.normal(size=(2, 3, 7)).astype(np.float32) * 4)
+  targets = jnp.asarray(rng.integers(0, 7, (2, 3)))
+  grad = jax.grad(lambda x: model_lib.cross_entropy_with_logits(x, targets)[0].sum())(logits)
+  expected = jax.nn.softmax(logits) - jax.nn.one_hot(targets, 7)
+  np.testing.assert_allclose(grad, expected, atol=1e-6)
+
+
+def test_accuracy_is_argmax_with_ties_to_the_first_id():
+  logits = jnp.asarray([[[1.0, 3.0, 3.0, 0.0], [2.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0],
+                         [0.0, 0.0, 0.0, 0.0]]])
+  targets = jnp.asarray([[1, 2, 0, 3]])
+  correct = model_lib.cross_entropy_with_logits(logits, targets)[3]
+  np.testing.assert_array_equal(correct, [[1.0, 0.0, 1.0, 0.0]])
+  np.testing.assert_array_equal(correct, jnp.argmax(logits, -1) == targets)
+
+
 @pytest.fixture(scope='module')
 def model_and_params():
   model = t5.build(SHAPE, dropout_rate=0.0)

@@ -85,6 +85,42 @@ def test_relative_position_buckets_match_transformers(bidirectional, num_buckets
   assert ours.min() == 0 and ours.max() == num_buckets - 1
 
 
+def _one_hot_bias(table, length, bidirectional):
+  buckets = network_lib.relative_position_buckets(length, length, bidirectional, 32, 128)
+  return jnp.einsum('hb,qkb->hqk', table, jax.nn.one_hot(buckets, 32),
+                    precision=jax.lax.Precision.HIGHEST)
+
+
+@pytest.mark.parametrize('bidirectional', [True, False])
+@pytest.mark.parametrize('length', [1, 5, 40, 300])
+def test_relative_bias_and_its_gradient_match_the_one_hot_product(bidirectional, length):
+  table = jax.random.normal(jax.random.key(0), (3, 32))
+  cotangent = jax.random.normal(jax.random.key(1), (3, length, length))
+  ours = network_lib._relative_bias_fn(length, bidirectional, 32, 128)
+  value, pullback = jax.vjp(ours, table)
+  expected_value, expected_pullback = jax.vjp(
+      lambda t: _one_hot_bias(t, length, bidirectional), table)
+  np.testing.assert_array_equal(value, expected_value)
+  np.testing.assert_allclose(pullback(cotangent)[0], expected_pullback(cotangent)[0],
+                             rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize('batch', [1, 5, 16])
+def test_broadcast_bias_gradient_sums_the_batch(batch):
+  x = jax.random.normal(jax.random.key(0), (batch, 2, 3, 4))
+  bias = jax.random.normal(jax.random.key(1), (1, 2, 3, 4))
+  cotangent = jax.random.normal(jax.random.key(2), x.shape)
+  ours = jax.vjp(network_lib._add_broadcast, x, bias)[1](cotangent)
+  plain = jax.vjp(lambda a, b: a + b, x, bias)[1](cotangent)
+  for got, expected in zip(ours, plain, strict=True):
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+  with pytest.raises(ValueError, match='leading dim 1'):
+    jax.vjp(network_lib._add_broadcast, x, jnp.zeros((2, 2, 3, 4)))
+  with pytest.raises(ValueError, match='leading dim 1'):
+    network_lib._add_broadcast(x, jnp.zeros((2, 2, 3, 4)))
+
+
 @pytest.fixture(scope='module')
 def tiny_params():
   return t5.build(TINY_GATED).init(jax.random.key(0))
