@@ -138,6 +138,23 @@ def test_scan_and_remat_give_the_same_logits(tiny_params):
   assert jax.tree.all(jax.tree.map(np.array_equal, roundtrip, params))
 
 
+def test_scan_and_remat_give_the_same_gradients(tiny_params):
+  enc, dec = _tokens(0, 2, 9, 97), _tokens(1, 2, 7, 97, low=0)
+  params = nn.unbox(tiny_params)
+
+  def grads(network, tree):
+    def loss(p):
+      logits = network.apply({'params': p}, enc, dec)
+      return jnp.sum(jax.nn.log_softmax(logits)[..., 3])
+    return jax.jit(jax.grad(loss))(tree)
+
+  ref = grads(network_lib.T5Network(TINY_GATED), params)
+  for remat in ('none', 'full'):
+    scanned = network_lib.T5Network(TINY_GATED, scan_layers=True, remat_policy=remat)
+    out = network_lib.unscan_params(grads(scanned, network_lib.scan_params(params)))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), out, ref)
+
+
 def test_bfloat16_compute_keeps_float32_params(tiny_params):
   enc, dec = _tokens(0, 2, 9, 97), _tokens(1, 2, 7, 97, low=0)
   params = nn.unbox(tiny_params)
