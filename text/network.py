@@ -132,9 +132,7 @@ class Attention(nn.Module):
     else:
       out = self._explicit_attention(q, k, v, bias, mask, is_causal)
     out = nn.with_logical_constraint(out, axes)
-    b, t = out.shape[:2]
-    return (out.reshape(b * t, heads * d_kv) @ wo.reshape(heads * d_kv, d_model)).reshape(
-        b, t, d_model)
+    return _dense(out.reshape(*out.shape[:-2], heads * d_kv), wo.reshape(heads * d_kv, d_model))
 
   def _explicit_attention(self, q, k, v, bias, mask, is_causal, dropout: bool = False):
     """Same math as jax.nn.dot_product_attention, with optional dropout on the weights.
@@ -196,14 +194,20 @@ def _add_broadcast_bwd(_, grad):
 _add_broadcast.defvjp(_add_broadcast_fwd, _add_broadcast_bwd)
 
 
-def _project(x, kernel):
-  """x [..., d_model] times a [d_model, heads, d_kv] kernel as one 2-D matmul -> [..., heads, d_kv].
+def _dense(x, kernel):
+  """x [..., d_in] @ kernel [d_in, d_out] with the rows flattened into one 2-D matmul.
 
-  Rows flattened to 2-D: the gradients are then plain GEMMs; the 3-D einsum form makes XLA CPU
-  transpose activations before each weight-gradient product.
+  Its gradients are then plain GEMMs; the 3-D einsum form makes XLA CPU transpose activations
+  before each weight-gradient product.
   """
+  y = x.reshape(-1, x.shape[-1]) @ kernel
+  return y.reshape(*x.shape[:-1], kernel.shape[-1])
+
+
+def _project(x, kernel):
+  """x [..., d_model] times a [d_model, heads, d_kv] kernel -> [..., heads, d_kv]."""
   d_model, heads, d_kv = kernel.shape
-  y = x.reshape(-1, d_model) @ kernel.reshape(d_model, heads * d_kv)
+  y = _dense(x, kernel.reshape(d_model, heads * d_kv))
   return y.reshape(*x.shape[:-1], heads, d_kv)
 
 
@@ -222,12 +226,10 @@ class Mlp(nn.Module):
     init_in = nn.with_logical_partitioning(normal(d_model ** -.5), ('embed', 'mlp'))
     init_out = nn.with_logical_partitioning(normal(self.d_ff ** -.5), ('mlp', 'embed'))
     axes = ('batch', 'length', 'mlp')
-    lead = x.shape[:-1]
-    rows = x.reshape(-1, d_model)  # 2-D matmuls, as in _project
 
     def dense_in(name):
       kernel = self.param(name, init_in, (d_model, self.d_ff)).astype(self.dtype)
-      return nn.with_logical_constraint((rows @ kernel).reshape(*lead, self.d_ff), axes)
+      return nn.with_logical_constraint(_dense(x, kernel), axes)
 
     if self.gated:
       h = jax.nn.gelu(dense_in('wi_0'), approximate=True) * dense_in('wi_1')
@@ -235,7 +237,7 @@ class Mlp(nn.Module):
       h = jax.nn.relu(dense_in('wi'))
     h = nn.Dropout(self.dropout_rate, deterministic=self.deterministic)(h)
     wo = self.param('wo', init_out, (self.d_ff, d_model)).astype(self.dtype)
-    return (h.reshape(-1, self.d_ff) @ wo).reshape(*lead, d_model)
+    return _dense(h, wo)
 
 
 class Layer(nn.Module):
