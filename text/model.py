@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Mapping
 
 import jax
@@ -29,19 +30,29 @@ def cross_entropy_with_logits(logits: jax.Array, targets: jax.Array, z_loss: flo
 
   loss = smoothed cross-entropy + z_loss * logsumexp**2 (t5x); nll is the plain -log p(target)
   used for perplexity; the float32 upcast fuses into the reductions under jit. `correct` is
-  argmax(logits) == target, ties going to the first id as in argmax.
+  argmax(logits) == target, ties going to the first id as in argmax. Differentiable in the
+  logits (`correct` has no gradient).
   """
+  return _cross_entropy(logits, targets, float(z_loss), float(label_smoothing))
+
+
+def _smoothing(label_smoothing: float, vocab: int) -> tuple[float, float]:
+  """(weight of the target, weight of every other id) in the smoothed target distribution."""
+  if not label_smoothing:
+    return 1.0, 0.0
+  return 1.0 - label_smoothing, label_smoothing / (vocab - 1)
+
+
+def _cross_entropy_fwd(logits, targets, z_loss, label_smoothing):
   logits32 = logits.astype(jnp.float32)
   vocab = logits.shape[-1]
   top = jnp.max(logits32, axis=-1)
-  shift = jax.lax.stop_gradient(top)  # the gradient of a logsumexp does not depend on it
-  lse = shift + jnp.log(jnp.sum(jnp.exp(logits32 - shift[..., None]), axis=-1))
+  lse = top + jnp.log(jnp.sum(jnp.exp(logits32 - top[..., None]), axis=-1))
   target_logit = jnp.take_along_axis(logits32, targets[..., None], axis=-1)[..., 0]
   nll = lse - target_logit
   if label_smoothing:
-    confidence = 1.0 - label_smoothing
-    low = label_smoothing / (vocab - 1)
-    normalizer = -(confidence * jnp.log(confidence) + (vocab - 1) * low * jnp.log(low + 1e-20))
+    confidence, low = _smoothing(label_smoothing, vocab)
+    normalizer = -(confidence * math.log(confidence) + (vocab - 1) * low * math.log(low + 1e-20))
     soft_logit = confidence * target_logit + low * (jnp.sum(logits32, axis=-1) - target_logit)
     loss = lse - soft_logit - normalizer
   else:
@@ -52,7 +63,37 @@ def cross_entropy_with_logits(logits: jax.Array, targets: jax.Array, z_loss: flo
   earlier = jnp.arange(vocab) < targets[..., None]
   best_earlier = jnp.max(jnp.where(earlier, logits32, -jnp.inf), axis=-1)
   correct = ((target_logit >= top) & (best_earlier < top)).astype(jnp.float32)
-  return loss + z, z, nll, correct
+  return (loss + z, z, nll, correct), (logits, lse, targets)
+
+
+def _cross_entropy_bwd(z_loss, label_smoothing, residuals, cotangents):
+  """d/dlogits of the three differentiable outputs, in one elementwise pass over the logits.
+
+  With p = softmax(logits) and q the (smoothed) target distribution:
+  d(ce + z)/dl = p (1 + 2 z_loss lse) - q, dz/dl = 2 z_loss lse p, dnll/dl = p - onehot.
+  Autodiff of the forward instead keeps exp(logits - max) as a second [tokens, vocab] array
+  and scatters the target's term into the gradient.
+  """
+  logits, lse, targets = residuals
+  g_loss, g_z, g_nll, _ = cotangents
+  vocab = logits.shape[-1]
+  confidence, low = _smoothing(label_smoothing, vocab)
+  probs_scale = g_loss * (1.0 + 2.0 * z_loss * lse) + g_z * (2.0 * z_loss * lse) + g_nll
+  target_scale = g_loss * (confidence - low) + g_nll
+  probs = jnp.exp(logits.astype(jnp.float32) - lse[..., None])
+  grad = probs * probs_scale[..., None] - jnp.where(
+      jnp.arange(vocab) == targets[..., None], target_scale[..., None], 0.0)
+  if low:
+    grad = grad - (g_loss * low)[..., None]
+  return grad.astype(logits.dtype), None
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _cross_entropy(logits, targets, z_loss, label_smoothing):
+  return _cross_entropy_fwd(logits, targets, z_loss, label_smoothing)[0]
+
+
+_cross_entropy.defvjp(_cross_entropy_fwd, _cross_entropy_bwd)
 
 
 def _weights(batch: Mapping[str, jax.Array]) -> jax.Array:

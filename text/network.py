@@ -166,10 +166,11 @@ def _add_broadcast(x, bias):
   """x + bias with bias [1, ...] broadcast over x's batch axis.
 
   Same value and gradient as `x + bias`. On one device the bias gradient (a sum over the
-  batch) is taken by repeated halving, which XLA fuses into one elementwise pass: XLA CPU's
-  reduction over the leading axis of [batch, heads, q, k] ran at a few GB/s and showed in the
-  step's profile. With several devices the batch may be sharded, and halving would move
-  slices between them: there it is the plain sum (one all-reduce).
+  batch) is a product with a vector of ones, which streams the rows: XLA CPU's reduction over
+  the leading axis of [batch, heads, q, k] ran at a few GB/s, and a sum by repeated halving
+  was fused with the position bias's own backward into one loop that read the batch with a
+  256 KiB stride. With several devices the batch may be sharded: there it is the plain sum
+  (one all-reduce).
   """
   _check_broadcast(bias)
   return x + bias
@@ -183,15 +184,38 @@ def _add_broadcast_fwd(x, bias):
 def _add_broadcast_bwd(_, grad):
   if jax.device_count() > 1:
     return grad, jnp.sum(grad, axis=0, keepdims=True)
-  total = grad
-  while total.shape[0] > 1:
-    half = total.shape[0] // 2
-    paired = total[:half] + total[half:2 * half]
-    total = paired if total.shape[0] % 2 == 0 else jnp.concatenate([paired, total[2 * half:]])
-  return grad, total
+  ones = jnp.ones((grad.shape[0],), grad.dtype)
+  return grad, jnp.tensordot(ones, grad, axes=(0, 0))[None]
 
 
 _add_broadcast.defvjp(_add_broadcast_fwd, _add_broadcast_bwd)
+
+
+@jax.custom_vjp
+def _tied_logits(x, table):
+  """x [b, t, d] times the embedding table [vocab, d] -> logits [b, t, vocab].
+
+  Same value and gradient as the einsum. The table's gradient is taken as
+  (x^T @ dlogits)^T: the einsum's own transpose rule contracts dlogits over its leading axis,
+  and XLA CPU first copied the whole [tokens, vocab] gradient into transposed order; this way
+  only x and the [d, vocab] product are transposed.
+  """
+  return jnp.einsum('btd,vd->btv', x, table)
+
+
+def _tied_logits_fwd(x, table):
+  return _tied_logits(x, table), (x, table)
+
+
+def _tied_logits_bwd(residuals, grad):
+  x, table = residuals
+  grad_x = jnp.einsum('btv,vd->btd', grad, table)
+  rows = grad.reshape(-1, grad.shape[-1])
+  grad_table = jnp.dot(x.reshape(-1, x.shape[-1]).T, rows, preferred_element_type=jnp.float32)
+  return grad_x, grad_table.T.astype(table.dtype)
+
+
+_tied_logits.defvjp(_tied_logits_fwd, _tied_logits_bwd)
 
 
 def _dense(x, kernel):
@@ -440,7 +464,7 @@ class T5Network(nn.Module):
                      enable_dropout=enable_dropout, decode=decode)
     if self.shape.tie_embeddings:
       x = x * jnp.asarray(self.shape.d_model ** -0.5, self.dtype)
-      logits = jnp.einsum('btd,vd->btv', x, self.token_embedder.astype(self.dtype))
+      logits = _tied_logits(x, self.token_embedder.astype(self.dtype))
     else:
       logits = x @ self.logits_dense.astype(self.dtype)
     return nn.with_logical_constraint(logits, ('batch', 'length', 'vocab'))

@@ -63,6 +63,38 @@ def test_cross_entropy_gradient_is_softmax_minus_one_hot():
   np.testing.assert_allclose(grad, expected, atol=1e-6)
 
 
+@pytest.mark.parametrize('z_loss,label_smoothing', [(0.0, 0.0), (1e-4, 0.0), (1e-2, 0.1)])
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_cross_entropy_gradient_of_every_output(z_loss, label_smoothing, dtype):
+  """The custom backward equals autodiff of a plain log-softmax formula for all outputs."""
+  rng = np.random.default_rng(2)
+  vocab = 13
+  logits = jnp.asarray(rng.normal(size=(2, 5, vocab)) * 3, dtype)
+  targets = jnp.asarray(rng.integers(0, vocab, (2, 5)))
+  cotangents = [jnp.asarray(rng.normal(size=(2, 5)), jnp.float32) for _ in range(3)]
+
+  def plain(x):
+    x = x.astype(jnp.float32)
+    lse = jax.nn.logsumexp(x, axis=-1)
+    logp = x - lse[..., None]
+    soft = jax.nn.one_hot(targets, vocab) * (1 - label_smoothing) + (
+        1 - jax.nn.one_hot(targets, vocab)) * label_smoothing / (vocab - 1)
+    z = z_loss * lse ** 2
+    nll = -jnp.take_along_axis(logp, targets[..., None], -1)[..., 0]
+    return -(soft * logp).sum(-1) + z, z, nll
+
+  def weighted(fn):
+    return lambda x: sum(jnp.sum(o * c) for o, c in zip(fn(x), cotangents))
+
+  ours = jax.grad(weighted(lambda x: model_lib.cross_entropy_with_logits(
+      x, targets, z_loss, label_smoothing)[:3]))(logits)
+  expected = jax.grad(weighted(plain))(logits)
+  assert ours.dtype == dtype
+  tolerance = 1e-5 if dtype == jnp.float32 else 2e-2
+  np.testing.assert_allclose(np.asarray(ours, np.float32), np.asarray(expected, np.float32),
+                             rtol=tolerance, atol=tolerance)
+
+
 def test_accuracy_is_argmax_with_ties_to_the_first_id():
   logits = jnp.asarray([[[1.0, 3.0, 3.0, 0.0], [2.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0],
                          [0.0, 0.0, 0.0, 0.0]]])

@@ -121,6 +121,22 @@ def test_broadcast_bias_gradient_sums_the_batch(batch):
     network_lib._add_broadcast(x, jnp.zeros((2, 2, 3, 4)))
 
 
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_tied_logits_value_and_gradient_match_the_einsum(dtype):
+  x = jax.random.normal(jax.random.key(0), (3, 5, 8), dtype)
+  table = jax.random.normal(jax.random.key(1), (37, 8), dtype)
+  cotangent = jax.random.normal(jax.random.key(2), (3, 5, 37), dtype)
+  value, pullback = jax.vjp(network_lib._tied_logits, x, table)
+  expected_value, expected_pullback = jax.vjp(
+      lambda a, b: jnp.einsum('btd,vd->btv', a, b), x, table)
+  np.testing.assert_array_equal(value, expected_value)
+  tolerance = 1e-5 if dtype == jnp.float32 else 5e-2
+  for got, expected in zip(pullback(cotangent), expected_pullback(cotangent), strict=True):
+    assert got.shape == expected.shape and got.dtype == expected.dtype
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(expected, np.float32),
+                               rtol=tolerance, atol=tolerance)
+
+
 @pytest.fixture(scope='module')
 def tiny_params():
   return t5.build(TINY_GATED).init(jax.random.key(0))
