@@ -84,7 +84,7 @@ def test_cross_entropy_gradient_of_every_output(z_loss, label_smoothing, dtype):
     return -(soft * logp).sum(-1) + z, z, nll
 
   def weighted(fn):
-    return lambda x: sum(jnp.sum(o * c) for o, c in zip(fn(x), cotangents))
+    return lambda x: sum(jnp.sum(o * c) for o, c in zip(fn(x), cotangents, strict=True))
 
   ours = jax.grad(weighted(lambda x: model_lib.cross_entropy_with_logits(
       x, targets, z_loss, label_smoothing)[:3]))(logits)
