@@ -7,11 +7,15 @@ A model is any object with
 Params handed to `loss` and `eval_metrics` are unboxed arrays. Batches are dicts of arrays with
 a leading batch dimension (this process's share of the global batch).
 
+A model whose loss is a mean over a number of items that varies between batches (T5: the
+target tokens that are not padding) names the metric holding that count in `loss_weight_key`.
+
 State is created directly with its final sharding (nothing is materialised twice), and one
 jitted step per configuration updates it in place (the state is donated). Gradient
-accumulation runs microbatches through `lax.scan`; the loss, the gradients and the model's
-metrics are the means over microbatches, so for losses that are means over equal-sized
-microbatches the step equals one step on the whole batch.
+accumulation runs microbatches through `lax.scan` and equals one step on the whole batch: the
+loss, the gradients and the metrics are the microbatches' means weighted by their
+`loss_weight_key` count (which itself is summed), or plain means when the model has none (its
+loss is a mean over equal-sized microbatches).
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class Model(Protocol):
            rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]: ...
 
   def eval_metrics(self, params: Any, batch: dict[str, Any]) -> dict[str, jax.Array]: ...
+
+  # Optional: `loss_weight_key: str | None`, the metric holding the count the loss averages.
 
 
 @flax.struct.dataclass
@@ -169,28 +175,49 @@ class Trainer:
     return jax.lax.with_sharding_constraint(
         x, NamedSharding(self.mesh, PartitionSpec(None, partition.DATA)))
 
+  def _accumulate(self, grad_fn, params: Any, batch: Any, step_key: jax.Array):
+    """(loss, metrics, grads) of the whole batch from its microbatches, in one `lax.scan`.
+
+    Each microbatch's loss, metrics and gradients are weighted by its count under
+    `model.loss_weight_key` (1 without one) and the sums divided by the total count: for a
+    loss that is a mean over its batch's items this is exactly the whole batch's mean, however
+    the items (non-padding tokens) fall between microbatches. The count itself is summed.
+    """
+    key = getattr(self.model, 'loss_weight_key', None)
+    micro = jax.tree_util.tree_map(self._microbatch, batch)
+
+    def body(carry, xs):
+      index, mb = xs
+      (loss, metrics), grads = grad_fn(params, mb, jax.random.fold_in(step_key, index))
+      weight = jnp.asarray(1.0 if key is None else metrics[key], jnp.float32)
+      weighted = jax.tree_util.tree_map(lambda x: x * weight.astype(x.dtype),
+                                        (loss, metrics, grads))
+      return _tree_add(carry, (*weighted, weight)), None
+
+    first = jax.tree_util.tree_map(lambda x: x[0], micro)
+    (loss_s, metrics_s), grads_s = jax.eval_shape(grad_fn, params, first, step_key)
+    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
+                                   (loss_s, metrics_s, grads_s))
+    zeros = (zeros[0], zeros[1], jax.tree_util.tree_map(
+        jax.lax.with_sharding_constraint, zeros[2], self.param_shardings),
+             jnp.zeros((), jnp.float32))
+    (loss, metrics, grads, total), _ = jax.lax.scan(
+        body, zeros, (jnp.arange(self.microbatches), micro))
+    # A batch with no items at all (total 0) has zero loss and gradients, as a single step has.
+    scale = jnp.where(total > 0, 1.0 / jnp.where(total > 0, total, 1.0), 0.0)
+    loss, metrics, grads = jax.tree_util.tree_map(lambda x: x * scale.astype(x.dtype),
+                                                  (loss, metrics, grads))
+    if key is not None:
+      metrics = {**metrics, key: total.astype(metrics[key].dtype)}
+    return loss, metrics, grads
+
   def _step(self, state: TrainState, batch: Any) -> tuple[TrainState, dict[str, jax.Array]]:
     step_key = jax.random.fold_in(state.rng, state.step)
     grad_fn = jax.value_and_grad(self.model.loss, has_aux=True)
     if self.microbatches == 1:
       (loss, metrics), grads = grad_fn(state.params, batch, step_key)
     else:
-      micro = jax.tree_util.tree_map(self._microbatch, batch)
-
-      def body(carry, xs):
-        index, mb = xs
-        (loss, metrics), grads = grad_fn(state.params, mb, jax.random.fold_in(step_key, index))
-        return _tree_add(carry, (loss, metrics, grads)), None
-
-      first = jax.tree_util.tree_map(lambda x: x[0], micro)
-      shapes = jax.eval_shape(grad_fn, state.params, first, step_key)
-      (loss_s, metrics_s), grads_s = shapes
-      zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
-                                     (loss_s, metrics_s, grads_s))
-      zeros = (zeros[0], zeros[1], jax.tree_util.tree_map(
-          jax.lax.with_sharding_constraint, zeros[2], self.param_shardings))
-      total, _ = jax.lax.scan(body, zeros, (jnp.arange(self.microbatches), micro))
-      loss, metrics, grads = jax.tree_util.tree_map(lambda x: x / self.microbatches, total)
+      loss, metrics, grads = self._accumulate(grad_fn, state.params, batch, step_key)
     updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     out = {**metrics, 'loss': loss, 'grad_norm': optax.tree.norm(grads)}

@@ -119,6 +119,9 @@ class T5Model:
   label_smoothing: float = 0.0
   eos_id: int = EOS_ID
   decoder_start_id: int = DECODER_START_ID
+  # The loss is a mean over target tokens of weight > 0: gradient accumulation weights each
+  # microbatch by this metric (suite.trainer).
+  loss_weight_key: str = 'num_tokens'
 
   @property
   def shape(self) -> Shape:
@@ -148,14 +151,15 @@ class T5Model:
     loss, z, nll, correct = cross_entropy_with_logits(
         logits, batch['decoder_target_tokens'], self.z_loss, self.label_smoothing)
     weights = _weights(batch)
-    denominator = jnp.maximum(jnp.sum(weights), 1.0)
+    count = jnp.sum(weights)
+    denominator = jnp.where(count > 0, count, 1.0)  # loss x num_tokens = the sum, exactly
     total = jnp.sum(loss * weights) / denominator
     metrics = {
         'loss': total,
         'cross_entropy': jnp.sum(nll * weights) / denominator,
         'z_loss': jnp.sum(z * weights) / denominator,
         'accuracy': jnp.sum(correct * weights) / denominator,
-        'num_tokens': jnp.sum(weights),
+        'num_tokens': count,
     }
     return total, metrics
 

@@ -135,6 +135,33 @@ def test_loss_is_weighted_mean_and_eval_sums_aggregate(model_and_params):
   np.testing.assert_allclose(summary['accuracy'], metrics['accuracy'], rtol=1e-6)
 
 
+def test_gradient_accumulation_with_uneven_padding_equals_one_batch():
+  """Microbatches holding different numbers of real target tokens (one holding none) give the
+  one-batch step: loss, metrics and SGD-updated params; num_tokens is the whole batch's."""
+  from suite import partition
+  from suite.trainer import Trainer
+  batch = _batch(seed=3, batch=4, target_length=8)
+  targets = batch['decoder_target_tokens']
+  targets[0, :] = 0  # microbatching is strided: with 4 microbatches, row i is microbatch i
+  targets[1, 2:] = 0
+  batch['decoder_loss_weights'] = (targets > 0).astype(np.float32)
+  model = t5.build(SHAPE, dropout_rate=0.0, z_loss=1e-3, label_smoothing=0.1)
+  runs = {}
+  for m in (1, 2, 4):
+    trainer = Trainer(model, optax.sgd(1.0), microbatches=m)
+    state, metrics = trainer.train_step(trainer.init(seed=0), batch)
+    runs[m] = (partition.to_host(metrics), jax.tree_util.tree_leaves(jax.device_get(state.params)))
+  metrics_1, params_1 = runs[1]
+  assert metrics_1['num_tokens'] == 2 + 8 + 8
+  for m in (2, 4):
+    metrics_m, params_m = runs[m]
+    assert set(metrics_m) == set(metrics_1)
+    for name in metrics_1:
+      np.testing.assert_allclose(metrics_m[name], metrics_1[name], rtol=2e-5, err_msg=name)
+    for a, b in zip(params_m, params_1, strict=True):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_missing_batch_key_is_named(model_and_params):
   model, params = model_and_params
   batch = _batch()
