@@ -151,12 +151,13 @@ def fit(
     checkpointer = cleanup.enter_context(Checkpointer(
         os.path.join(workdir, CHECKPOINT_DIR), keep=config.keep_checkpoints,
         asynchronous=config.async_checkpoints))
-    state, consumed, resumed_from = _start(trainer, checkpointer, config.seed, init_params)
+    state, consumed, window, resumed_from = _start(trainer, checkpointer, config.seed,
+                                                   init_params)
     start = int(partition.to_host(state.step))
     logger = cleanup.enter_context(MetricsLogger(
         workdir, config.num_steps, start_step=start, tensorboard=config.tensorboard))
     status, step, state, train_metrics, eval_metrics = _train(
-        trainer, state, consumed, start, train_data, config, checkpointer, logger,
+        trainer, state, consumed, window, start, train_data, config, checkpointer, logger,
         eval_data, summarize_eval, learning_rate_fn)
   return FitResult(status=status, step=step, state=state, train_metrics=train_metrics,
                    eval_metrics=eval_metrics, resumed_from=resumed_from,
@@ -164,29 +165,33 @@ def fit(
 
 
 def _start(trainer: Trainer, checkpointer: Checkpointer, seed: int,
-           init_params: Any) -> tuple[TrainState, int, int | None]:
-  """(state, batches consumed, checkpoint step resumed from or None)."""
+           init_params: Any) -> tuple[TrainState, int, list, int | None]:
+  """(state, batches consumed, unlogged metrics window, checkpoint step resumed from or None)."""
   resumed_from = checkpointer.latest_step()
   if resumed_from is not None:
     state, record = checkpointer.restore(trainer.abstract_state)
     consumed = int(record['batches_consumed'])
     logging.info('resumed from step %d (%d batches consumed)', resumed_from, consumed)
-    return state, consumed, resumed_from
+    return state, consumed, list(record.get('log_window', [])), resumed_from
   if init_params is None:
-    return trainer.init(seed), 0, None
+    return trainer.init(seed), 0, [], None
   if isinstance(init_params, str | os.PathLike):
     init_params = pretrained_params(init_params, trainer)
-  return trainer.init_from_params(init_params, seed), 0, None
+  return trainer.init_from_params(init_params, seed), 0, [], None
 
 
-def _train(trainer, state, consumed, start, train_data, config, checkpointer, logger,
+def _train(trainer, state, consumed, window, start, train_data, config, checkpointer, logger,
            eval_data, summarize_eval, learning_rate_fn):
-  """The step loop of `fit`; returns (status, step, state, train metrics, eval metrics)."""
+  """The step loop of `fit`; returns (status, step, state, train metrics, eval metrics).
+
+  `window`: the metrics of the steps since the last log line, as floats (restored from the
+  checkpoint on resume, so the next log line averages the same steps as an uninterrupted run).
+  """
   status, step = OK, start
   train_metrics: dict[str, float] = {}
   eval_metrics: dict[str, float] = {}
   pending: list[tuple[int, Any]] = []  # device metrics not fetched yet
-  window: list[dict[str, np.ndarray]] = []  # fetched metrics since the last log line
+  window = list(window)
   examples_per_step = 0
   batches = _batches(train_data, consumed)
   for step in range(start + 1, config.num_steps + 1):
@@ -218,7 +223,7 @@ def _train(trainer, state, consumed, start, train_data, config, checkpointer, lo
       logging.error('loss is %s at step %d: stopping (status %r)', loss, bad, DIVERGED)
       logger.write_status(bad, DIVERGED, loss=str(loss))
       break
-    window.extend(m for _, m in fetched)
+    window.extend({k: float(v) for k, v in m.items()} for _, m in fetched)
     if log:
       train_metrics = _mean(window)
       if learning_rate_fn is not None:
@@ -226,7 +231,7 @@ def _train(trainer, state, consumed, start, train_data, config, checkpointer, lo
       logger.write_train(step, train_metrics, examples_per_step)
       window = []
     if save:
-      checkpointer.save(step, state, {'batches_consumed': consumed})
+      checkpointer.save(step, state, {'batches_consumed': consumed, 'log_window': window})
     if run_eval:
       eval_metrics = _evaluate(trainer, state.params, eval_data, summarize_eval)
       logger.write_eval(step, eval_metrics)

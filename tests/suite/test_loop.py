@@ -94,6 +94,27 @@ def test_resume_after_a_crash_reproduces_the_uninterrupted_run(tmp_path, straigh
     np.testing.assert_array_equal(a, b)
 
 
+def test_resume_between_log_lines_logs_the_same_averages(tmp_path):
+  """Log every 4 steps, checkpoint every 6, crash at 7: the step-8 line still averages 5-8."""
+  config = loop.LoopConfig(num_steps=12, log_every=4, checkpoint_every=6, tensorboard=False)
+  straight_dir = tmp_path / 'straight'
+  loop.fit(ToyModel(dropout=0.3), OPTIMIZER, batches, config, straight_dir)
+
+  def crashing(start):
+    for i, batch in enumerate(batches(start), start=start):
+      if i == 6:
+        raise Crash()
+      yield batch
+
+  with pytest.raises(Crash):
+    loop.fit(ToyModel(dropout=0.3), OPTIMIZER, crashing, config, tmp_path / 'resumed')
+  resumed = loop.fit(ToyModel(dropout=0.3), OPTIMIZER, batches, config, tmp_path / 'resumed')
+  assert resumed.resumed_from == 6
+  expected = _train_losses(straight_dir)
+  assert [s for s, _ in expected] == [4, 8, 12]
+  assert _train_losses(tmp_path / 'resumed') == expected
+
+
 def test_non_finite_loss_stops_with_status_diverged(tmp_path):
   def poisoned(start):
     for i, batch in enumerate(batches(start), start=start):
