@@ -12,15 +12,24 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import jax
-from absl import logging
+from absl import flags, logging
 
 METRICS_FILE = 'metrics.jsonl'
 TENSORBOARD_DIR = 'tensorboard'
+
+
+def _show(line: str) -> None:
+  """A progress line: absl's log inside an absl app, else stderr (where absl would drop INFO)."""
+  if flags.FLAGS.is_parsed():
+    logging.info('%s', line)
+  else:
+    print(line, file=sys.stderr, flush=True)
 
 
 def read_metrics(workdir: str | os.PathLike, prefix: str | None = None) -> list[dict[str, Any]]:
@@ -122,17 +131,15 @@ class MetricsLogger:
     eta = (self.total_steps - step) / steps_per_s if steps_per_s > 0 else float('nan')
     shown = ' '.join(f'{k}={float(v):.4g}' for k, v in metrics.items())
     steps_per_s = steps_per_s if math.isfinite(steps_per_s) else 0.0
-    logging.info('step %d/%d %s | %.2f steps/s %.1f examples/s | ETA %s', step,
-                 self.total_steps, shown, steps_per_s, steps_per_s * examples_per_step,
-                 _format_duration(eta))
+    _show(f'step {step}/{self.total_steps} {shown} | {steps_per_s:.2f} steps/s '
+          f'{steps_per_s * examples_per_step:.1f} examples/s | ETA {_format_duration(eta)}')
 
   def write_eval(self, step: int, metrics: Mapping[str, Any], prefix: str = 'eval') -> None:
     """Logs one evaluation's metrics as `<prefix>/<name>`."""
     record = {'step': int(step), **{f'{prefix}/{k}': _json_value(v) for k, v in metrics.items()}}
     self._append(record)
     self._write_scalars(step, record)
-    logging.info('step %d %s', step, ' '.join(f'{k}={v}' for k, v in record.items()
-                                               if k != 'step'))
+    _show(f'step {step} ' + ' '.join(f'{k}={v}' for k, v in record.items() if k != 'step'))
 
   def write_status(self, step: int, status: str, **details: Any) -> None:
     """Records how the run ended (`ok`, `diverged`, ...)."""

@@ -7,13 +7,13 @@ import os
 from suite import metrics_log
 
 
-def test_writes_json_lines_tensorboard_and_a_progress_line(tmp_path, caplog):
-  with caplog.at_level('INFO'):
-    with metrics_log.MetricsLogger(tmp_path, total_steps=100) as logger:
-      logger.write_train(10, {'loss': 2.5, 'accuracy': 0.25}, examples_per_step=32)
-      logger.write_eval(10, {'accuracy': 0.5})
-      logger.write_train(20, {'loss': float('nan'), 'accuracy': 0.5}, examples_per_step=32)
-      logger.write_status(20, 'ok')
+def test_writes_json_lines_tensorboard_and_a_progress_line(tmp_path, capsys):
+  """Outside an absl app (flags not parsed) the progress line goes straight to stderr."""
+  with metrics_log.MetricsLogger(tmp_path, total_steps=100) as logger:
+    logger.write_train(10, {'loss': 2.5, 'accuracy': 0.25}, examples_per_step=32)
+    logger.write_eval(10, {'accuracy': 0.5})
+    logger.write_train(20, {'loss': float('nan'), 'accuracy': 0.5}, examples_per_step=32)
+    logger.write_status(20, 'ok')
   with open(tmp_path / metrics_log.METRICS_FILE) as f:
     records = [json.loads(line) for line in f]
   assert [r['step'] for r in records] == [10, 10, 20, 20]
@@ -25,8 +25,11 @@ def test_writes_json_lines_tensorboard_and_a_progress_line(tmp_path, caplog):
   assert records[2]['train/loss'] is None  # NaN is not JSON: written as null
   assert records[3] == {'step': 20, 'status': 'ok'}
   assert glob.glob(os.path.join(tmp_path, metrics_log.TENSORBOARD_DIR, 'events.out.tfevents.*'))
-  progress = [r.getMessage() for r in caplog.records if 'steps/s' in r.getMessage()]
-  assert progress and progress[0].startswith('step 10/100 ') and 'ETA' in progress[0]
+  lines = capsys.readouterr().err.splitlines()
+  progress = [line for line in lines if 'steps/s' in line]
+  assert len(progress) == 2
+  assert progress[0].startswith('step 10/100 loss=2.5 accuracy=0.25 | ') and 'ETA' in progress[0]
+  assert 'step 10 eval/accuracy=0.5' in lines
 
 
 def test_read_metrics_filters_by_prefix(tmp_path):
