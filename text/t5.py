@@ -198,57 +198,135 @@ def _read_config(path: str) -> dict:
     raise CheckpointError(f'{config_path}: not valid JSON ({e}).') from e
 
 
-def _read_tensors(path: str) -> tuple[dict[str, np.ndarray], str]:
-  """All tensors of the checkpoint as float32 numpy arrays, and the file(s) they came from."""
+def _read_tensors(path: str) -> tuple[dict[str, np.ndarray], dict[str, str], str]:
+  """(tensors as float32 numpy arrays, the file each came from, the checkpoint's main file).
+
+  The main file is the weights file, or the shard index for a sharded safetensors checkpoint.
+  """
   single = os.path.join(path, SAFETENSORS_FILE)
   index = os.path.join(path, SAFETENSORS_INDEX_FILE)
   torch_file = os.path.join(path, TORCH_FILE)
   if os.path.isfile(single):
-    return _read_safetensors([single]), single
+    return *_read_safetensors([single]), single
   if os.path.isfile(index):
-    with open(index) as f:
-      shards = sorted(set(json.load(f)['weight_map'].values()))
-    return _read_safetensors([os.path.join(path, s) for s in shards]), index
+    return *_read_safetensors(_shard_files(path, index)), index
   if os.path.isfile(torch_file):
-    import torch  # optional dependency (the `hf` extra); only for .bin checkpoints
-    state = torch.load(torch_file, map_location='cpu', weights_only=True)
-    return {k: v.detach().to(torch.float32).numpy() for k, v in state.items()}, torch_file
+    tensors = _read_torch(torch_file)
+    return tensors, dict.fromkeys(tensors, torch_file), torch_file
   raise CheckpointError(f'{path}: no weights; expected {SAFETENSORS_FILE}, '
                         f'{SAFETENSORS_INDEX_FILE} or {TORCH_FILE}.')
 
 
-def _read_safetensors(files: list[str]) -> dict[str, np.ndarray]:
-  from safetensors import safe_open
-  tensors = {}
+def _shard_files(path: str, index: str) -> list[str]:
+  """The shard files a model.safetensors.index.json names, checked to exist."""
+  try:
+    with open(index) as f:
+      weight_map = json.load(f)['weight_map']
+    shards = sorted(set(weight_map.values()))
+  except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+    raise CheckpointError(f'{index}: not a shard index ({type(e).__name__}: {e}); it must be '
+                          'JSON with a "weight_map" of tensor name -> shard file, as '
+                          'save_pretrained writes it.') from e
+  files = [os.path.join(path, shard) for shard in shards]
   for file in files:
-    # The 'flax' framework reads bfloat16 too, which plain numpy cannot.
-    with safe_open(file, framework='flax') as f:
-      for key in f.keys():
-        tensors[key] = np.asarray(f.get_tensor(key), dtype=np.float32)
+    if not os.path.isfile(file):
+      raise CheckpointError(f'{file}: missing; {index} lists it as a shard. Copy every shard '
+                            'of the checkpoint into the directory.')
+  return files
+
+
+def _read_safetensors(files: list[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+  from safetensors import safe_open
+  tensors, origins = {}, {}
+  for file in files:
+    try:
+      # The 'flax' framework reads bfloat16 too, which plain numpy cannot.
+      with safe_open(file, framework='flax') as f:
+        for key in f.keys():
+          tensors[key] = np.asarray(f.get_tensor(key), dtype=np.float32)
+          origins[key] = file
+    except Exception as e:  # SafetensorError, OSError, ...: all mean an unusable file
+      raise CheckpointError(
+          f'{file}: cannot read as safetensors ({type(e).__name__}: {e}); the file is truncated '
+          'or corrupt: download it again or re-save the model with save_pretrained.') from e
+  return tensors, origins
+
+
+def _read_torch(file: str) -> dict[str, np.ndarray]:
+  import torch  # optional dependency (the `hf` extra); only for .bin checkpoints
+  try:
+    state = torch.load(file, map_location='cpu', weights_only=True)
+  except Exception as e:  # UnpicklingError, EOFError, RuntimeError, OSError, ...
+    first_line = str(e).strip().split('\n')[0][:300]
+    raise CheckpointError(
+        f'{file}: cannot read as a PyTorch state dict ({type(e).__name__}: {first_line}); the '
+        'file is truncated, corrupt, or not a plain state dict of tensors: download it again '
+        'or re-save the model with save_pretrained.') from e
+  if not isinstance(state, Mapping):
+    raise CheckpointError(f'{file}: holds a {type(state).__name__}, not a state dict of '
+                          'tensors; re-save the model with save_pretrained.')
+  tensors = {}
+  for key, value in state.items():
+    if not isinstance(value, torch.Tensor):
+      raise CheckpointError(f'{file}: entry {key!r} is a {type(value).__name__}, not a tensor; '
+                            're-save the model with save_pretrained.')
+    tensors[key] = value.detach().to(torch.float32).numpy()
   return tensors
+
+
+# Names transformers writes that need no parameter of ours: the copies of the tied embedding
+# (state_dict() and pytorch_model.bin hold them), and a bias old T5 checkpoints carry that
+# transformers itself ignores on load (`_keys_to_ignore_on_load_unexpected`).
+_EMBEDDING_ALIASES = ('encoder.embed_tokens.weight', 'decoder.embed_tokens.weight')
+_IGNORED_TENSORS = ('decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight',)
+
+
+def _check_all_used(tensors: Mapping, used: set[str], origins: Mapping[str, str], source: str,
+                    shape: Shape) -> None:
+  """Raises CheckpointError listing the checkpoint's tensors that the config leaves unused."""
+  unused = sorted(set(tensors) - used - set(_IGNORED_TENSORS))
+  if not unused:
+    return
+  files = sorted({origins.get(name, source) for name in unused})
+  shards = ', '.join(os.path.basename(file) for file in files)
+  where = files[0] if len(files) == 1 else f'{source} (shards {shards})'
+  listed = ', '.join(repr(name) for name in unused[:5])
+  more = f' and {len(unused) - 5} more' if len(unused) > 5 else ''
+  raise CheckpointError(
+      f'{where}: {len(unused)} tensor(s) unused by the model {CONFIG_FILE} describes '
+      f'({shape.num_encoder_layers} encoder / {shape.num_decoder_layers} decoder layers, '
+      f'activation {shape.activation}): {listed}{more}. The config and the weights disagree: '
+      f'fix {CONFIG_FILE} (e.g. num_layers, num_decoder_layers, feed_forward_proj) or use the '
+      'weights that match it.')
 
 
 def from_hf(path: str, dtype: Any = jnp.float32, **network_options) -> tuple[T5Network, dict]:
   """(network, params) from a local HF T5 directory; params are float32 numpy-backed arrays.
 
   Raises CheckpointError naming the file and tensor when the directory, config or weights
-  do not describe a T5ForConditionalGeneration.
+  do not describe a T5ForConditionalGeneration: unreadable files, missing or misshapen
+  tensors, and tensors the config leaves unused (e.g. more layers in the file than in it).
   """
   config = _read_config(path)
   shape, epsilon = shape_from_config(config, os.path.join(path, CONFIG_FILE))
   network_options.setdefault('dropout_rate', float(config.get('dropout_rate', 0.1)))
   network = T5Network(shape, dtype=dtype, layer_norm_epsilon=epsilon, **network_options)
-  tensors, source = _read_tensors(path)
+  tensors, origins, source = _read_tensors(path)
+  used = set()
+  if 'shared.weight' not in tensors and 'encoder.embed_tokens.weight' in tensors:
+    tensors['shared.weight'] = tensors['encoder.embed_tokens.weight']
+  if 'shared.weight' in tensors:  # transformers ties these to shared.weight on load too
+    used.update(_EMBEDDING_ALIASES)
   if shape.tie_embeddings and 'lm_head.weight' in tensors and 'shared.weight' in tensors:
     if not np.array_equal(tensors['lm_head.weight'], tensors['shared.weight']):
       raise CheckpointError(
-          f'{source}: lm_head.weight differs from shared.weight, but {CONFIG_FILE} asks for '
-          'rescaled tied logits (T5 v1.0); set tie_word_embeddings to false for an untied head.')
+          f'{origins.get("lm_head.weight", source)}: lm_head.weight differs from shared.weight, '
+          f'but {CONFIG_FILE} asks for rescaled tied logits (T5 v1.0); set tie_word_embeddings '
+          'to false for an untied head.')
+    used.add('lm_head.weight')
   if not shape.tie_embeddings and 'lm_head.weight' not in tensors:
     # transformers 5.x ties lm_head to shared and may omit it when saving.
     tensors['lm_head.weight'] = tensors.get('shared.weight')
-  if 'shared.weight' not in tensors and 'encoder.embed_tokens.weight' in tensors:
-    tensors['shared.weight'] = tensors['encoder.embed_tokens.weight']
   expected = _param_shapes(network)
   flat = {}
   for ours, hf_name, kind in _tensor_map(shape):
@@ -258,10 +336,12 @@ def from_hf(path: str, dtype: Any = jnp.float32, **network_options) -> tuple[T5N
                             f'describes {shape} which needs it.')
     want = _hf_shape(ours, kind, expected)
     if tuple(array.shape) != want:
-      raise CheckpointError(f'{source}: tensor {hf_name!r} has shape {tuple(array.shape)} '
-                            f'but {CONFIG_FILE} implies {want}; the weights and config '
-                            'disagree.')
+      raise CheckpointError(f'{origins.get(hf_name, source)}: tensor {hf_name!r} has shape '
+                            f'{tuple(array.shape)} but {CONFIG_FILE} implies {want}; the '
+                            'weights and config disagree.')
     flat[ours] = jnp.asarray(_to_ours(array, kind, shape))
+    used.add(hf_name)
+  _check_all_used(tensors, used, origins, source, shape)
   params = _unflatten(flat)
   if network.scan_layers:
     params = scan_params(params)

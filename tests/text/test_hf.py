@@ -212,3 +212,90 @@ def test_rescaled_checkpoint_with_a_distinct_head(checkpoint):
   save_file(weights, str(checkpoint / 'model.safetensors'), metadata={'format': 'pt'})
   with pytest.raises(t5.CheckpointError, match='lm_head.weight differs from shared.weight'):
     t5.from_hf(str(checkpoint))
+
+
+def test_config_with_fewer_layers_than_the_weights(checkpoint):
+  _edit_config(checkpoint, num_decoder_layers=1)  # the file holds decoder blocks 0, 1 and 2
+  with pytest.raises(t5.CheckpointError,
+                     match=r"model.safetensors: 26 tensor\(s\) unused .*1 decoder layers.*"
+                           r"'decoder.block.1.layer.0.SelfAttention.k.weight'.* and 21 more\. "
+                           r"The config and the weights disagree: fix config.json"):
+    t5.from_hf(str(checkpoint))
+
+
+def test_unknown_extra_tensor(checkpoint):
+  weights = load_file(str(checkpoint / 'model.safetensors'))
+  weights['encoder.block.0.layer.0.SelfAttention.extra.weight'] = np.zeros((2, 2), np.float32)
+  save_file(weights, str(checkpoint / 'model.safetensors'), metadata={'format': 'pt'})
+  with pytest.raises(t5.CheckpointError, match=r"1 tensor\(s\) unused .*'encoder.block.0.layer"
+                                               r".0.SelfAttention.extra.weight'\."):
+    t5.from_hf(str(checkpoint))
+
+
+def test_tensors_transformers_writes_without_a_parameter_are_accepted(checkpoint):
+  # state_dict() copies of the tied embedding and head, and the cross-attention bias old T5
+  # checkpoints carry (transformers ignores it on load).
+  weights = load_file(str(checkpoint / 'model.safetensors'))
+  for alias in ('encoder.embed_tokens.weight', 'decoder.embed_tokens.weight', 'lm_head.weight'):
+    weights[alias] = weights['shared.weight']
+  bias = 'decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight'
+  weights[bias] = np.zeros((32, 3), np.float32)
+  save_file(weights, str(checkpoint / 'model.safetensors'), metadata={'format': 'pt'})
+  _, params = t5.from_hf(str(checkpoint))
+  np.testing.assert_array_equal(params['token_embedder'], weights['shared.weight'])
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'garbage'])
+def test_unreadable_safetensors(checkpoint, damage):
+  file = checkpoint / 'model.safetensors'
+  data = file.read_bytes()
+  file.write_bytes(data[:len(data) // 2] if damage == 'truncated' else b'not safetensors')
+  with pytest.raises(t5.CheckpointError, match=f'{file}: cannot read as safetensors') as error:
+    t5.from_hf(str(checkpoint))
+  assert error.value.__cause__ is not None
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'garbage'])
+def test_unreadable_pytorch_bin(checkpoint, damage):
+  os.remove(checkpoint / 'model.safetensors')
+  file = checkpoint / 'pytorch_model.bin'
+  torch.save(_hf_model('relu_tied').state_dict(), file)
+  data = file.read_bytes()
+  file.write_bytes(data[:len(data) // 2] if damage == 'truncated' else b'garbage')
+  with pytest.raises(t5.CheckpointError, match=f'{file}: cannot read as a PyTorch state dict'):
+    t5.from_hf(str(checkpoint))
+
+
+@pytest.fixture()
+def sharded(tmp_path):
+  """(directory of a checkpoint in several safetensors shards, its weight_map)."""
+  _hf_model('relu_tied').save_pretrained(str(tmp_path), max_shard_size='40KB')
+  with open(tmp_path / 'model.safetensors.index.json') as f:
+    weight_map = json.load(f)['weight_map']
+  assert len(set(weight_map.values())) > 2
+  return tmp_path, weight_map
+
+
+def test_sharded_checkpoint_loads_and_names_shards(sharded, tmp_path_factory):
+  path, weight_map = sharded
+  single = tmp_path_factory.mktemp('single')
+  _hf_model('relu_tied').save_pretrained(str(single))
+  _, params = t5.from_hf(str(path))
+  _, expected = t5.from_hf(str(single))
+  assert jax.tree.all(jax.tree.map(np.array_equal, params, expected))
+  # A shape error names the shard that holds the tensor.
+  _edit_config(path, d_ff=64)
+  name = 'encoder.block.0.layer.1.DenseReluDense.wi.weight'
+  with pytest.raises(t5.CheckpointError, match=f"{path / weight_map[name]}: tensor '{name}'"):
+    t5.from_hf(str(path))
+
+
+def test_unreadable_or_missing_shard(sharded):
+  path, weight_map = sharded
+  shard = path / weight_map['decoder.final_layer_norm.weight']
+  shard.write_bytes(b'garbage')
+  with pytest.raises(t5.CheckpointError, match=f'{shard}: cannot read as safetensors'):
+    t5.from_hf(str(path))
+  os.remove(shard)
+  with pytest.raises(t5.CheckpointError, match=f'{shard}: missing; .*index.json lists it'):
+    t5.from_hf(str(path))
