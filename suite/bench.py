@@ -115,6 +115,10 @@ def bench_shape(domain_name: str, name: str, *, batch_size: int, steps: int, war
   unit, items = domain.items_per_example(shape, lengths)
   model_tflops = flops_example * batch_size / step_s / 1e12
   peak = info.peak_tflops
+  mfu_clause = 'no MFU: no dense peak known for this device'
+  if peak:
+    mfu_clause = (f'MFU against dense bf16 peak {info.count} x {info.peak_tflops_per_device} = '
+                  f'{round(peak, 2)} TFLOP/s')
   result = {  # the plan's fields first, then the measurement
       'name': shapes.display_name(shape), 'domain': domain_name, **shape.fields(),
       'params': costs.params(shape), **lengths.__dict__, 'batch': batch_size,
@@ -128,12 +132,13 @@ def bench_shape(domain_name: str, name: str, *, batch_size: int, steps: int, war
       'xla_flops_per_step': xla_flops,
       'xla_over_model_flops': (xla_flops * info.count / (flops_example * batch_size)
                                if xla_flops else None),
-      'peak_tflops': peak, 'mfu': model_tflops / peak if peak else None,
+      'peak_tflops': peak, 'mfu': devices.mfu(model_tflops, peak),
       'final_loss': float(metrics['loss']),
-      'method': (f'median of {repeats} windows of {steps} steps after {warmup} warm-up steps; '
-                 'compile excluded; model FLOPs = suite.costs train_flops_per_example '
-                 '(matmul FLOPs, 3x forward) x batch; MFU against dense bf16 peak '
-                 f'{peak} TFLOP/s' if peak else 'no MFU: no dense peak known for this device'),
+      'method': '; '.join([
+          f'median of {repeats} windows of {steps} steps after {warmup} warm-up steps',
+          'compile excluded',
+          'model FLOPs = suite.costs train_flops_per_example (matmul FLOPs, 3x forward) x batch',
+          mfu_clause]),
   }
   if compare:
     # The reference as its users run it (the allocator's defaults), and, when ours kept freed
