@@ -1,5 +1,7 @@
 """Optimizers and schedules: T5's Adafactor and rsqrt schedule, AdamW with warm-up, clipping."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -43,9 +45,39 @@ def test_adafactor_defaults_factor_second_moments_without_momentum():
   assert (256,) in shapes and (512,) in shapes  # row and column statistics of w
   assert (256, 512) not in shapes  # neither a full second moment nor momentum
   updates, _ = tx.update(jax.tree_util.tree_map(lambda p: 100.0 * p, params), state, params)
-  # Update clipping at RMS 1.0, then scaled by lr 0.01 and the parameter scale (RMS 1).
+  # A uniform gradient is estimated exactly at step 1 (update RMS 1 before scaling, so update
+  # clipping does not act): the update is lr 0.01 times the parameter scale (RMS 1).
   rms = float(jnp.sqrt(jnp.mean(updates['w'] ** 2)))
   assert rms == pytest.approx(0.01, rel=1e-3)
+
+
+def _rms(x) -> float:
+  return float(jnp.sqrt(jnp.mean(jnp.square(x))))
+
+
+def test_adafactor_update_clipping_bounds_the_update_rms():
+  # One spiked entry: the factored (rank-1) second moment underestimates it, so the normalized
+  # update has RMS >> 1 and the T5 default clipping (threshold 1.0) must scale it down.
+  params = {'w': jnp.full((256, 512), 2.0), 'b': jnp.ones((512,))}  # parameter scale 2 and 1
+  grads = {'w': jnp.ones((256, 512)).at[0, 0].set(1e4), 'b': jnp.linspace(-1.0, 1.0, 512)}
+  config = optim.t5_pretrain()
+  assert config.clipping_threshold == 1.0
+  tx, schedule = optim.make_optimizer(config)
+  clipped, _ = tx.update(grads, tx.init(params), params)
+  plain_tx, _ = optim.make_optimizer(dataclasses.replace(config, clipping_threshold=None))
+  unclipped, _ = plain_tx.update(grads, plain_tx.init(params), params)
+  # optax.adafactor: normalized update, clipped to block RMS <= threshold, times the learning
+  # rate, times the parameter's RMS (the parameter scale).
+  bound = config.clipping_threshold * float(schedule(0)) * _rms(params['w'])
+  assert bound == pytest.approx(0.02)
+  assert _rms(clipped['w']) <= bound * (1 + 1e-5)
+  assert _rms(clipped['w']) == pytest.approx(bound, rel=1e-5)  # clipping is active
+  assert _rms(unclipped['w']) > 10 * bound
+  # Clipping rescales the block, keeping its direction.
+  np.testing.assert_allclose(clipped['w'], unclipped['w'] * (bound / _rms(unclipped['w'])),
+                             rtol=1e-5, atol=1e-12)
+  # Per block: 'b' (unfactored, normalized RMS exactly 1) is at the threshold and not clipped.
+  np.testing.assert_allclose(clipped['b'], unclipped['b'], rtol=1e-5)
 
 
 def test_grad_clip_norm_clips_before_the_optimizer():

@@ -172,13 +172,22 @@ def test_scan_and_remat_give_the_same_gradients(tiny_params):
 
 
 def test_bfloat16_compute_keeps_float32_params(tiny_params):
+  # The network's contract: parameters are float32 whatever `dtype` is; only compute (and the
+  # logits) run in `dtype`.
   enc, dec = _tokens(0, 2, 9, 97), _tokens(1, 2, 7, 97, low=0)
-  params = nn.unbox(tiny_params)
+  model = t5.build(TINY_GATED, dtype=jnp.bfloat16)
+  abstract = nn.unbox(jax.eval_shape(model.init, jax.random.key(0)))  # nothing allocated
+  leaves = jax.tree_util.tree_leaves_with_path(abstract)
+  assert len(leaves) == len(jax.tree.leaves(tiny_params))
+  wrong = [(jax.tree_util.keystr(k), x.dtype) for k, x in leaves if x.dtype != jnp.float32]
+  assert not wrong, f'bfloat16 network made non-float32 params: {wrong}'
+  assert jax.eval_shape(model.apply, {'params': abstract}, enc, dec).dtype == jnp.bfloat16
+  # Same init as the float32 network, and bfloat16 logits close to the float32 ones.
+  params = nn.unbox(model.init(jax.random.key(0)))
+  assert jax.tree.all(jax.tree.map(np.array_equal, params, nn.unbox(tiny_params)))
+  out = jax.jit(model.apply)({'params': params}, enc, dec)
   ref = jax.jit(network_lib.T5Network(TINY_GATED).apply)({'params': params}, enc, dec)
-  bf16 = network_lib.T5Network(TINY_GATED, dtype=jnp.bfloat16)
-  out = jax.jit(bf16.apply)({'params': params}, enc, dec)
-  assert out.dtype == jnp.bfloat16
-  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
+  assert out.dtype == jnp.bfloat16 and ref.dtype == jnp.float32
   assert np.abs(np.asarray(out, np.float32) - np.asarray(ref)).max() < 0.1 * np.abs(ref).max()
 
 
