@@ -25,8 +25,13 @@ _BASE = flags.DEFINE_string('base', None, 'Base shape name the strategy scales f
 _BUDGETS = flags.DEFINE_list('budgets', [], 'Budgets to solve for, e.g. 1e8,2e8.')
 _BUDGET_KIND = flags.DEFINE_enum('budget_kind', 'params', strategies.BUDGET_KINDS,
                                  'What a budget counts: parameters or training FLOPs/example.')
-_STEPS = flags.DEFINE_list('steps', [], 'Ladder steps k (0 = base), e.g. -1,0,1,2; each step '
-                           f'multiplies the layer parameters by about {strategies.LADDER_BASE:g}.')
+_STEPS = flags.DEFINE_list(
+    'steps', [], f'Ladder steps k (0 = base, |k| <= {strategies.LADDER_MAX_STEP}), e.g. -1,0,1,2: '
+    f'the factor {strategies.LADDER_BASE:g}^k. For depth, uniform, deep_narrow and width_first '
+    f'each step multiplies the layer parameters by about {strategies.LADDER_BASE:g}; for '
+    'encoder_depth, decoder_depth, width, ff, heads and kv it multiplies that one dimension, '
+    'so the layer parameters grow by less (x1.43 to x1.57 from small) except for width; for '
+    'canonical it moves one size along the table.')
 _INPUT_LENGTH = flags.DEFINE_integer('input_length', costs.DEFAULT_INPUT_LENGTH,
                                      'Text: encoder input length in tokens.')
 _TARGET_LENGTH = flags.DEFINE_integer('target_length', costs.DEFAULT_TARGET_LENGTH,
@@ -60,12 +65,17 @@ def describe(shape: shapes.Shape, input_length: int = costs.DEFAULT_INPUT_LENGTH
   return item
 
 
+_NUMBER_EXAMPLES = {'budgets': 'numbers, e.g. 1e8,2e8',
+                    'steps': f'whole numbers from {-strategies.LADDER_MAX_STEP} to '
+                             f'{strategies.LADDER_MAX_STEP}, e.g. -1,0,1,2'}
+
+
 def _numbers(values: list[str], kind: type, flag: str) -> list:
   try:
-    return [kind(float(v)) if kind is float else kind(v) for v in values]
+    return [kind(v) for v in values]
   except ValueError:
-    raise PlanError(f'--{flag}={",".join(values)}: expected comma-separated numbers, '
-                    'e.g. 1e8,2e8.') from None
+    raise PlanError(f'--{flag}={",".join(values)}: expected comma-separated '
+                    f'{_NUMBER_EXAMPLES[flag]}.') from None
 
 
 def plan_items() -> list[dict]:
@@ -98,7 +108,11 @@ def plan_items() -> list[dict]:
 
 
 def table(items: list[dict]) -> str:
-  """A fixed-width table; FLOPs also relative to the first row."""
+  """A fixed-width table of `describe` items; FLOPs also relative to the first row.
+
+  Reads no flags: the memory footnote's batch and optimizer come from the first item's
+  `memory_estimate`.
+  """
   header = ('name', 'enc', 'dec', 'd_model', 'd_ff', 'heads', 'd_kv', 'params(M)',
             'train GFLOP/ex', 'vs first', 'mem GiB')
   first = items[0]['train_flops_per_example'] if items else 1
@@ -113,9 +127,10 @@ def table(items: list[dict]) -> str:
   lines = ['  '.join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
                      enumerate(zip(r, widths, strict=True))) for r in rows]
   if items and items[0]['domain'] == shapes.TEXT:
+    memory = items[0]['memory_estimate']
     lines.append(f'lengths: input {items[0]["input_length"]}, target '
-                 f'{items[0]["target_length"]}; memory at batch {_BATCH.value}, '
-                 f'{_OPTIMIZER.value} (estimate)')
+                 f'{items[0]["target_length"]}; memory at batch {memory["batch_size"]}, '
+                 f'{memory["optimizer"]} (estimate)')
   return '\n'.join(lines)
 
 

@@ -29,10 +29,16 @@ class ShapeError(ValueError):
 
 
 def closest(name: str, choices, n: int = 3) -> str:
-  """'did you mean' text listing the registered names closest to `name`."""
+  """'did you mean' text listing the registered names closest to `name`.
+
+  Compares case-insensitively ('b/16' finds 'B/16') and lists the registered spellings.
+  """
   choices = list(choices)
-  near = difflib.get_close_matches(name, choices, n=n, cutoff=0.0)
-  return ', '.join(near) if near else ', '.join(choices[:n])
+  spelling = {}
+  for choice in choices:
+    spelling.setdefault(choice.lower(), choice)
+  near = difflib.get_close_matches(name.lower(), list(spelling), n=n, cutoff=0.0)
+  return ', '.join(spelling[c] for c in near) if near else ', '.join(choices[:n])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,6 +203,9 @@ VISION_KNOBS: Mapping[str, tuple[str, ...]] = {
     'nh': ('num_heads',),
 }
 _KNOB_RE = re.compile(r'^([a-z]+?)(\d+)$')
+# A typical value per knob, for the examples in error messages.
+_KNOB_EXAMPLES = {'nl': '16', 'el': '16', 'dl': '16', 'dm': '1000', 'ff': '2000', 'kv': '64',
+                  'nh': '16'}
 
 
 def knob_value(text: str) -> int:
@@ -214,19 +223,37 @@ def knob_expressible(value: int) -> bool:
   return knob_value(format_knob_value(value)) == value
 
 
-def _parse_knobs(name: str, parts: list[str], knobs: Mapping[str, tuple[str, ...]]):
+def _parse_knobs(name: str, head: str, parts: list[str],
+                 knobs: Mapping[str, tuple[str, ...]]) -> dict[str, int]:
+  """Knob values of a name whose size part is `head`; each knob at most once, and `nl`
+  (both depths) never with `el` or `dl`."""
   values: dict[str, int] = {}
+  written: dict[str, str] = {}
   for part in parts:
     match = _KNOB_RE.match(part)
+    if part in knobs:
+      raise ShapeError(f'knob {part!r} in shape name {name!r} needs a number, e.g. '
+                       f'"{head}-{part}{_KNOB_EXAMPLES[part]}".')
     if not match or match.group(1) not in knobs:
       bad = match.group(1) if match else part
       raise ShapeError(f'unknown knob {bad!r} in shape name {name!r}; valid knobs: '
                        f'{", ".join(knobs)} (closest: {closest(bad, knobs)}), each followed '
-                       'by a number, e.g. "small-nl16".')
+                       f'by a number, e.g. "{head}-nl16".')
     knob, value = match.group(1), knob_value(match.group(2))
     if value <= 0:
       raise ShapeError(f'knob {part!r} in {name!r}: the value must be positive.')
-    values[knob] = value
+    if knob in written:
+      raise ShapeError(f'knob {knob!r} appears twice in shape name {name!r} ({written[knob]} '
+                       f'and {part}); give each knob once, e.g. "{head}-{part}".')
+    values[knob], written[knob] = value, part
+  depth_knobs = [k for k in ('el', 'dl') if k in values]
+  if 'nl' in values and depth_knobs:
+    nl = written['nl']
+    enc, dec = (written.get(k, k + nl[2:]) for k in ('el', 'dl'))
+    raise ShapeError(f'knob {nl} conflicts with {" and ".join(written[k] for k in depth_knobs)} '
+                     f'in shape name {name!r}: nl sets both the encoder and the decoder layers. '
+                     f'Write "{head}-{nl}" for equal depths, or el and dl alone for different '
+                     f'ones, e.g. "{head}-{enc}-{dec}".')
   return values
 
 
@@ -285,10 +312,12 @@ def _parse_text(name: str) -> Shape:
   parts = rest.split('-')
   size = parts[0]
   if size not in table:
+    hint = (" A '/' marks a vision name: pass domain='vision' (--domain=vision)."
+            if '/' in name else '')
     raise ShapeError(f'unknown text shape {name!r}: {size!r} is not a size of the '
                      f'{"T5.1.1" if family_prefix else "T5-Efficient"} family; closest names: '
-                     f'{closest(name, text_names())}. Sizes: {", ".join(table)}.')
-  values = _parse_knobs(name, parts[1:], TEXT_KNOBS)
+                     f'{closest(name, text_names())}. Sizes: {", ".join(table)}.{hint}')
+  values = _parse_knobs(name, family_prefix + size, parts[1:], TEXT_KNOBS)
   base = _text_base(size, table, family_prefix, values)
   return _apply_knobs(base, values, TEXT_KNOBS)
 
@@ -300,7 +329,7 @@ def _parse_vision(name: str) -> Shape:
     raise ShapeError(f'unknown vision shape {name!r}; closest names: '
                      f'{closest(name, vision_names())}. Vision names are SIZE/PATCH '
                      f'with SIZE in {", ".join(VIT_SIZES)}, e.g. "B/16" or "S/16-nl24".')
-  values = _parse_knobs(name, knob_parts, VISION_KNOBS)
+  values = _parse_knobs(name, head, knob_parts, VISION_KNOBS)
   if VIT_SIZES[size].image_size % int(patch):
     raise ShapeError(f'patch size {patch} in {name!r} does not tile 224-pixel images; '
                      'use a divisor of 224 such as 8, 14, 16 or 32.')
@@ -381,7 +410,12 @@ def canonical(name: str, domain: str | None = None) -> str:
 
 
 def descriptive_name(shape: Shape) -> str:
-  """A name spelling out every architecture field, for shapes no released-style name fits."""
+  """A name spelling out every architecture field, for shapes no released-style name fits.
+
+  Relative-position buckets and maximum distance appear (`-rb64`, `-rd256`) only when they
+  differ from T5's 32 and 128, so shapes that differ only there get different names. Nothing
+  parses these names back: they are labels.
+  """
   head = (f'el{shape.num_encoder_layers}-dl{shape.num_decoder_layers}' if shape.domain == TEXT
           else f'p{shape.patch_size}-i{shape.image_size}-nl{shape.num_encoder_layers}')
   body = f'dm{shape.d_model}-ff{shape.d_ff}-nh{shape.num_heads}-kv{shape.d_kv}'
@@ -389,6 +423,10 @@ def descriptive_name(shape: Shape) -> str:
     tail = f'{shape.activation}-v{shape.vocab_size}{"" if shape.tie_embeddings else "-untied"}'
   else:
     tail = f'{shape.pooling}-c{shape.num_classes}'
+  defaults = {f.name: f.default for f in dataclasses.fields(Shape)}
+  for field, tag in (('relative_buckets', 'rb'), ('relative_max_distance', 'rd')):
+    if getattr(shape, field) != defaults[field]:
+      tail += f'-{tag}{getattr(shape, field)}'
   return f'{shape.domain}:{head}-{body}-{tail}'
 
 

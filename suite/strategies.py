@@ -1,24 +1,40 @@
 """Scaling strategies: pure functions from a base Shape and a scale factor to a new Shape.
 
 A strategy knows nothing about T5 or ViT: it moves the dimensions of a `Shape` (depths,
-d_model, d_ff, heads, d_kv) and leaves the family options alone. The scale factor `f` is the
-approximate multiplier on the parameters of the Transformer layers (embeddings aside): a
-strategy that moves one dimension multiplies it by `f`; one that moves k coupled matrix
-dimensions multiplies each by `f ** (1/k)`. `f == 1` is the base itself.
+d_model, d_ff, heads, d_kv) and leaves the family options alone. `f == 1` is the base itself.
+What the factor `f` multiplies depends on the strategy:
+
+- `depth`, `uniform`, `deep_narrow`, `width_first`: the parameters of the Transformer layers
+  (embeddings aside), approximately. `depth` multiplies the layers by `f`; `uniform` multiplies
+  layers, d_model, d_ff and heads each by `f ** (1/3)`; `deep_narrow` and `width_first` split
+  `f` between depth (x) and width (x squared, as d_model and d_ff both grow).
+- `encoder_depth`, `decoder_depth`, `width`, `ff`, `heads`, `kv`: their one dimension, by `f`.
+  The layer parameters then grow by `f` only for `width` (every layer matrix has a d_model
+  side); for the others they grow by less, as the rest of the layers stays put: from
+  T5-Efficient small, `f = 2` gives x1.43 (encoder_depth, heads, kv) or x1.57 (decoder_depth,
+  ff).
+- `canonical`: the named size of the base's family nearest `f` x the base's parameters, never
+  crossing the base (f > 1 never gives fewer parameters, f < 1 never more).
 
 Rounding (hardware-friendly, stated once): layers are whole numbers >= 1 (a decoder stays
 absent when the base has none); d_model and d_ff are multiples of 64; d_kv a multiple of 8;
 heads a whole number >= 1. When the base's attention width equals its d_model (ViT, and most
-T5 sizes), strategies that grow heads with d_model keep them equal: d_model = heads x d_kv.
+T5 sizes), strategies that grow heads with d_model keep them equal: d_model = heads x d_kv
+wins over the multiple of 64, so d_model is a multiple of d_kv (So400m/14's d_kv of 72 gives
+d_model 864 = 12 x 72, not a multiple of 64).
 
-A ladder step k (0 = base) is the factor `LADDER_BASE ** k`; `solve` picks, among every shape
-a strategy can reach, the one whose parameters or training FLOPs are closest to a budget.
+A ladder step k (0 = base, |k| <= LADDER_MAX_STEP) is the factor `LADDER_BASE ** k`, applied
+as above: each step doubles the strategy's factor, not necessarily the parameters; for
+`canonical` it is the k-th next size of the table. `solve` picks, among the shapes a strategy
+gives at factors 2**-12 .. 2**12 (64 per octave), the one whose parameters or training FLOPs
+are closest to a budget.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Callable, Mapping
 
 from suite import costs
@@ -41,6 +57,8 @@ BUDGET_KINDS = ('params', 'flops')
 # The solver scans factors 2**-12 .. 2**12 on this many points per octave.
 _SOLVE_POINTS_PER_OCTAVE = 64
 _SOLVE_OCTAVES = 12
+# Ladder steps run over the solver's range: factors LADDER_BASE ** -12 .. LADDER_BASE ** 12.
+LADDER_MAX_STEP = _SOLVE_OCTAVES
 
 
 def _round_to(value: float, multiple: int) -> int:
@@ -55,13 +73,18 @@ def _scale_layers(base: Shape, factor: float) -> dict:
   }
 
 
-def _scale_width(base: Shape, factor: float) -> dict:
-  """d_model, d_ff and heads together by `factor`, d_kv fixed."""
+def _scale_width(base: Shape, factor: float, max_d_model: int | None = None) -> dict:
+  """d_model, d_ff and heads together by `factor`, d_kv fixed; d_model at most
+  max(max_d_model, the base's) when `max_d_model` is given."""
   heads = max(1, round(base.num_heads * factor))
   if base.attention_width == base.d_model:
+    if max_d_model is not None:
+      heads = min(heads, max(base.num_heads, max_d_model // base.d_kv))
     d_model = heads * base.d_kv
   else:
     d_model = _round_to(base.d_model * factor, WIDTH_MULTIPLE)
+    if max_d_model is not None:
+      d_model = min(d_model, max(base.d_model, max_d_model // WIDTH_MULTIPLE * WIDTH_MULTIPLE))
   return {'d_model': d_model, 'd_ff': _round_to(base.d_ff * factor, WIDTH_MULTIPLE),
           'num_heads': heads}
 
@@ -124,10 +147,14 @@ def deep_narrow(base: Shape, factor: float,
 
 def width_first(base: Shape, factor: float,
                 max_d_model: int = WIDTH_FIRST_MAX_D_MODEL) -> Shape:
-  """d_model with d_ff and heads in proportion (d_kv fixed) up to `max_d_model`, then depth."""
+  """d_model with d_ff and heads in proportion (d_kv fixed) up to `max_d_model`, then depth.
+
+  d_model never exceeds `max_d_model` (or the base's, if larger): where d_model = heads x d_kv,
+  heads stop at the most whose width fits.
+  """
   width_room = max(max_d_model, base.d_model) / base.d_model
   width_factor = min(math.sqrt(factor), width_room)
-  changes = _scale_width(base, width_factor)
+  changes = _scale_width(base, width_factor, max_d_model)
   depth_factor = factor / width_factor ** 2
   if depth_factor != 1:
     changes.update(_scale_layers(base, depth_factor))
@@ -147,11 +174,19 @@ def _family_table(base: Shape) -> list[Shape]:
 
 
 def canonical(base: Shape, factor: float) -> Shape:
-  """The named size of the base's family whose parameters are nearest `factor` x the base's."""
+  """The shape nearest (in log) `factor` x the base's parameters among the base and the named
+  sizes of its family on the side `factor` points to: for factor > 1 only sizes with more
+  parameters than the base, for factor < 1 only sizes with fewer. `factor == 1` is the base.
+
+  So the result never moves against the factor, also from a base outside the table.
+  """
   if factor == 1:
     return base
-  target = math.log(factor * costs.params(base))
-  return min(_family_table(base), key=lambda s: abs(math.log(costs.params(s)) - target))
+  base_params = costs.params(base)
+  side = [s for s in _family_table(base)
+          if (costs.params(s) > base_params if factor > 1 else costs.params(s) < base_params)]
+  target = math.log(factor * base_params)
+  return min([base, *side], key=lambda s: abs(math.log(costs.params(s)) - target))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,16 +198,28 @@ class Strategy:
   apply: Callable[[Shape, float], Shape]
 
   def __call__(self, base: Shape, factor: float) -> Shape:
-    if not isinstance(factor, int | float) or not factor > 0 or math.isinf(factor):
+    """The shape at scale `factor`: any real number (numpy scalars too) that is finite and
+    > 0; booleans are refused."""
+    if (not isinstance(factor, numbers.Real) or isinstance(factor, bool) or
+        not factor > 0 or math.isinf(factor)):
       raise ValueError(f'scale factor {factor!r} for strategy {self.name!r}: must be a '
                        'finite number > 0 (1 = the base shape).')
     return self.apply(base, float(factor))
 
   def step(self, base: Shape, k: int) -> Shape:
-    """The k-th rung of the ladder (0 = base; k > 0 grows, k < 0 shrinks)."""
+    """The k-th rung of the ladder: factor LADDER_BASE ** k (0 = base; k > 0 grows, k < 0
+    shrinks), |k| <= LADDER_MAX_STEP; for `canonical`, the k-th next size of the table."""
+    if not isinstance(k, numbers.Integral) or isinstance(k, bool):
+      raise ValueError(f'ladder step {k!r} for strategy {self.name!r}: must be a whole number '
+                       f'from {-LADDER_MAX_STEP} to {LADDER_MAX_STEP}.')
     if self.name == 'canonical':
-      return _canonical_step(base, k)
-    return self(base, LADDER_BASE ** k)
+      return _canonical_step(base, int(k))
+    if abs(k) > LADDER_MAX_STEP:
+      raise ShapeError(f'ladder step {k} for strategy {self.name!r} is out of range: steps run '
+                       f'from {-LADDER_MAX_STEP} to {LADDER_MAX_STEP} (factors '
+                       f'{LADDER_BASE:g}^-{LADDER_MAX_STEP} to {LADDER_BASE:g}^{LADDER_MAX_STEP}, '
+                       "the solver's range); pick a step in that range, or solve for a budget.")
+    return self(base, LADDER_BASE ** int(k))
 
 
 def _canonical_step(base: Shape, k: int) -> Shape:

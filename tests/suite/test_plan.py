@@ -1,12 +1,13 @@
 """suite.plan as users run it: JSON and table output, ladders, one-line errors."""
 
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 
-from suite import costs, shapes
+from suite import costs, plan, shapes
 
 REQUIRED = ('name', 'domain', 'num_encoder_layers', 'num_decoder_layers', 'd_model', 'd_ff',
             'num_heads', 'd_kv', 'params', 'train_flops_per_example', 'memory_estimate')
@@ -73,7 +74,14 @@ def test_strategy_budgets_and_steps():
     (('--domain=text', '--shapes=B/16'), 'unknown text shape'),
     (('--strategy=deep_narow', '--base=small', '--budgets=1e8'), 'closest: deep_narrow'),
     (('--strategy=depth', '--base=small', '--budgets=1e3'), 'reachable params run from'),
-    (('--strategy=depth', '--base=small', '--budgets=lots'), 'comma-separated numbers'),
+    (('--strategy=depth', '--base=small', '--budgets=lots'), 'comma-separated numbers, e.g. 1e8'),
+    (('--strategy=depth', '--base=small', '--steps=1100'), 'step 1100 .* from -12 to 12'),
+    (('--strategy=depth', '--base=small', '--steps=-1100'), 'step -1100 .* from -12 to 12'),
+    (('--strategy=depth', '--base=small', '--steps=1.5'),
+     '--steps=1.5: expected comma-separated whole numbers from -12 to 12, e.g. -1,0,1,2'),
+    (('--shapes=B/16',), "unknown text shape 'B/16'.*--domain=vision"),
+    (('--shapes=small-nl',), "knob 'nl' .* needs a number"),
+    (('--shapes=small-el8-nl16',), 'conflicts with el8'),
     (('--strategy=depth', '--base=small'), 'needs --budgets'),
     (('--shapes=small', '--strategy=depth', '--base=small'), 'not both'),
     ((), 'nothing to plan'),
@@ -85,4 +93,13 @@ def test_errors_are_one_line(flags, expected):
   assert result.returncode == 1
   assert result.stdout == ''
   lines = result.stderr.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith('error: ') and expected in lines[0]
+  assert len(lines) == 1 and lines[0].startswith('error: ') and re.search(expected, lines[0])
+
+
+def test_table_is_a_library_call():
+  """No flags are parsed here: the footnote's batch and optimizer come from the items."""
+  items = [plan.describe(shapes.parse(n), batch_size=8, optimizer='adamw')
+           for n in ('small', 'base')]
+  text = plan.table(items)
+  assert text.splitlines()[1].startswith('small') and '100.0%' in text.splitlines()[1]
+  assert text.splitlines()[-1].endswith('memory at batch 8, adamw (estimate)')

@@ -76,16 +76,61 @@ def test_values_a_name_cannot_carry_get_a_descriptive_name():
   odd = shapes.parse('small').replace(d_ff=8000)  # 'ff8000' would read back as 8192
   with pytest.raises(shapes.ShapeError, match='8000'):
     shapes.format_name(odd)
-  assert shapes.display_name(odd).startswith('text:el6-dl6-dm512-ff8000')
+  assert shapes.display_name(odd) == 'text:el6-dl6-dm512-ff8000-nh8-kv64-relu-v32128'
   tiny_vit = shapes.parse('S/16').replace(image_size=32)
   assert shapes.display_name(tiny_vit) == 'vision:p16-i32-nl12-dm384-ff1536-nh6-kv64-cls-c1000'
   odd_patch = tiny_vit.replace(image_size=60, patch_size=20)  # 20 does not tile 224
   assert shapes.display_name(odd_patch).startswith('vision:p20-i60-')
 
 
+def test_descriptive_names_tell_relative_position_options_apart():
+  odd = shapes.parse('small').replace(d_ff=8000)
+  variants = [odd, odd.replace(relative_buckets=64), odd.replace(relative_max_distance=256),
+              odd.replace(relative_buckets=64, relative_max_distance=256)]
+  names = [shapes.descriptive_name(v) for v in variants]
+  assert len(set(names)) == len(variants)
+  assert names[0] == 'text:el6-dl6-dm512-ff8000-nh8-kv64-relu-v32128'  # defaults: unchanged
+  assert names[1].endswith('-rb64') and names[2].endswith('-rd256')
+  assert names[3].endswith('-rb64-rd256')
+  # A released-style name cannot carry them either, so display_name falls back.
+  assert shapes.display_name(shapes.parse('small').replace(relative_buckets=64)).endswith('-rb64')
+
+
+@pytest.mark.parametrize('bad,message', [
+    ('small-el8-nl16', r'knob nl16 conflicts with el8 .* "small-nl16" .* "small-el8-dl16"'),
+    ('small-nl16-el8', r'knob nl16 conflicts with el8 .* "small-el8-dl16"'),
+    ('small-nl16-dl2', r'knob nl16 conflicts with dl2 .* "small-el16-dl2"'),
+    ('small-el4-nl16-dl2', r'knob nl16 conflicts with el4 and dl2 .* "small-el4-dl2"'),
+    ('small-nl16-nl8', r"knob 'nl' appears twice .* \(nl16 and nl8\)"),
+    ('small-ff2000-ff3000', "knob 'ff' appears twice"),
+    ('t5.1.1-base-el2-el4', r"knob 'el' appears twice .*\"t5.1.1-base-el4\""),
+    ('B/16-nl12-nl24', "knob 'nl' appears twice"),
+])
+def test_conflicting_or_repeated_knobs(bad, message):
+  with pytest.raises(shapes.ShapeError, match=message):
+    shapes.parse(bad)
+
+
+def test_closest_ignores_case_and_returns_registered_spellings():
+  assert shapes.closest('b/16', shapes.vision_names()).startswith('B/16')
+  assert shapes.closest('SMALL', shapes.text_names()).startswith('small')
+  assert shapes.closest('so400M/14', shapes.vision_names()).startswith('So400m/14')
+
+
+def test_vision_name_as_text_hints_at_the_domain():
+  with pytest.raises(shapes.ShapeError, match=r"unknown text shape 'B/16'.*domain='vision'"):
+    shapes.parse('B/16', 'text')
+  with pytest.raises(shapes.ShapeError) as error:
+    shapes.parse('smal', 'text')
+  assert 'vision' not in str(error.value)  # no hint without a '/'
+
+
 @pytest.mark.parametrize('bad,message', [
     ('smal', 'closest names: small'),
+    ('b/16', 'closest names: B/16'),
     ('small-xx4', "unknown knob 'xx'"),
+    ('small-nl', r"knob 'nl' in shape name 'small-nl' needs a number, e\.g\. \"small-nl16\""),
+    ('B/16-kv', r'needs a number, e\.g\. "B/16-kv64"'),
     ('small-nl0', 'must be positive'),
     ('t5.1.1-tiny', 'T5.1.1'),
     ('Q/16', 'closest names'),

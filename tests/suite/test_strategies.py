@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from suite import costs, shapes, strategies
@@ -33,10 +34,12 @@ def test_solve_hits_budgets(name, domain, kind):
     got = strategies.cost(shape, kind)
     assert got >= previous  # larger budgets never give smaller shapes
     previous = got
-    # No other reachable shape is closer to the budget.
-    best = min(abs(math.log(strategies.cost(s, kind) / budget))
-               for s in strategies.reachable(name, base))
-    assert abs(math.log(got / budget)) == pytest.approx(best)
+    # No shape the strategy gives at factors around the budget's (sampled off the solver's
+    # grid) is closer to the budget.
+    strategy = strategies.get(name)
+    for j in range(-8, 9):
+      other = strategies.cost(strategy(base, multiple * 1.03 ** j), kind)
+      assert abs(math.log(got / budget)) <= abs(math.log(other / budget)) + 1e-12
     if name != 'canonical':  # the size table is coarse; the others land near the budget
       assert got == pytest.approx(budget, rel=0.25)
     # Family options are never touched.
@@ -44,28 +47,89 @@ def test_solve_hits_budgets(name, domain, kind):
     assert {k: v for k, v in shape.fields().items() if k not in FIELDS} == unchanged
 
 
+# Bases on and off the size tables (deeper, shallower, another d_kv, more heads).
+MONOTONE_BASES = ('small', 'small-nl16', 'small-nl48', 'small-el16-dl2', 'base-kv16', 'xxl-nl4',
+                  'S/16', 'So400m/14', 'B/16-nh24')
+
+
+@pytest.mark.parametrize('base_name', MONOTONE_BASES)
 @pytest.mark.parametrize('name', list(strategies.STRATEGIES))
-def test_factor_one_is_the_base_and_factors_are_monotone(name):
-  base = BASES['text']
+def test_factor_one_is_the_base_and_factors_are_monotone(name, base_name):
+  base = shapes.parse(base_name)
+  if name == 'decoder_depth' and base.domain == 'vision':
+    return
   strategy = strategies.get(name)
   assert strategy(base, 1.0) == base and strategy.step(base, 0) == base
   assert strategy.description and '\n' not in strategy.description
-  sizes = [costs.params(strategy(base, 2 ** (k / 4))) for k in range(-8, 9)]
+  factors = [2 ** (k / 8) for k in range(-32, 33)]
+  sizes = [costs.params(strategy(base, f)) for f in factors]
   assert sizes == sorted(sizes)
+  base_params = costs.params(base)
+  assert all(c >= base_params for f, c in zip(factors, sizes, strict=True) if f > 1)
+  assert all(c <= base_params for f, c in zip(factors, sizes, strict=True) if f < 1)
+
+
+def test_canonical_never_moves_against_the_factor():
+  canonical = strategies.get('canonical')
+  deep, shallow = shapes.parse('small-nl48'), shapes.parse('small-nl16')
+  assert costs.params(canonical(deep, 1.05)) >= costs.params(deep)  # was base, fewer params
+  assert costs.params(canonical(shallow, 0.99)) <= costs.params(shallow)  # was base, more
+  # Known answers from small-nl16 (133.9M): small 60.5M, base 222.9M, large 737.7M.
+  assert canonical(shallow, 0.99) == shallow and canonical(shallow, 1.01) == shallow
+  assert canonical(shallow, 2) == shapes.parse('base')
+  assert canonical(shallow, 4) == shapes.parse('large')
+  assert canonical(shallow, 0.5) == shapes.parse('small')
+  # On-table bases behave as before: the nearest size.
+  assert canonical(shapes.parse('small'), 3) == shapes.parse('base')
+  assert canonical(shapes.parse('small'), 1.05) == shapes.parse('small')
+
+
+def test_factors_accept_any_real_number_but_not_booleans():
+  small, depth = BASES['text'], strategies.get('depth')
+  doubled = depth(small, 2)
+  assert depth(small, np.float32(2.0)) == doubled
+  assert depth(small, np.float64(2.0)) == doubled and depth(small, np.int64(2)) == doubled
+  assert depth(small, 2) == doubled
+  for bad in (True, False, float('nan'), float('inf'), 0, -1.0, '2'):
+    with pytest.raises(ValueError, match='scale factor'):
+      depth(small, bad)
+
+
+@pytest.mark.parametrize('name', [n for n in strategies.STRATEGIES if n != 'canonical'])
+def test_ladder_steps_stay_in_the_solver_range(name):
+  strategy = strategies.get(name)
+  base = BASES['text']
+  top = strategies.LADDER_MAX_STEP
+  assert top == 12
+  strategy.step(base, top)
+  strategy.step(base, -top)
+  for bad in (top + 1, -top - 1, 1100, -1100):
+    with pytest.raises(shapes.ShapeError, match=rf'ladder step {bad} .* from -12 to 12'):
+      strategy.step(base, bad)
+  with pytest.raises(ValueError, match='whole number'):
+    strategy.step(base, 1.5)
 
 
 @pytest.mark.parametrize('name', [n for n in strategies.STRATEGIES if n != 'canonical'])
 def test_rounding_is_hardware_friendly(name):
-  for domain, base in BASES.items():
-    if (name, domain) not in set(_cases()):
+  # So400m/14 has d_kv 72: d_model = heads x d_kv wins over the multiple of 64.
+  bases = [*BASES.values(), shapes.parse('So400m/14'), shapes.parse('xl')]
+  for base in bases:
+    if name == 'decoder_depth' and base.domain == 'vision':
       continue
-    for factor in (0.3, 1.7, 3.1, 9.0):
+    coupled = base.attention_width == base.d_model
+    for factor in (0.02, 0.3, 1.7, 3.1, 9.0, 64.0):
       s = strategies.get(name)(base, factor)
       if s.d_model != base.d_model:
-        assert s.d_model % 64 == 0
+        if coupled and s.num_heads != base.num_heads:
+          assert s.d_model == s.num_heads * s.d_kv
+        else:
+          assert s.d_model % 64 == 0
       if s.d_ff != base.d_ff:
         assert s.d_ff % 64 == 0
       assert s.d_kv % 8 == 0 and s.num_heads >= 1 and s.num_encoder_layers >= 1
+      if name == 'width_first':
+        assert s.d_model <= max(strategies.WIDTH_FIRST_MAX_D_MODEL, base.d_model)
 
 
 def test_what_each_strategy_moves():
@@ -102,6 +166,10 @@ def test_width_first_widens_to_the_cap_then_deepens():
   small = BASES['text']
   deep = strategies.width_first(small, 64 * 2)  # 8x width is 4096, then 2x depth
   assert deep.d_model == 4096 and deep.num_encoder_layers == 12
+  # d_kv 72: 57 heads would be 4104 > 4096, so heads stop at 56 (d_model 4032).
+  so400m = strategies.width_first(shapes.parse('So400m/14'), 64)
+  assert (so400m.num_heads, so400m.d_model) == (56, 56 * 72)
+  assert strategies.width_first(shapes.parse('So400m/14'), 64, max_d_model=2000).d_model == 1944
 
 
 def test_canonical_ladder_walks_the_size_table():
@@ -132,6 +200,42 @@ def test_errors():
     strategies.solve('depth', BASES['text'], 1e8, kind='seconds')
   with pytest.raises(ValueError, match='scale factor'):
     strategies.get('depth')(BASES['text'], -1)
+
+
+# One-dimension strategies from small, with every value of their dimension in a range the
+# solver's grid covers densely: (strategy, field, values).
+HAND_BUILT = (
+    ('depth', ('num_encoder_layers', 'num_decoder_layers'), range(1, 49)),
+    ('encoder_depth', ('num_encoder_layers',), range(1, 49)),
+    ('decoder_depth', ('num_decoder_layers',), range(1, 49)),
+    ('width', ('d_model',), range(64, 1025, 64)),
+    ('ff', ('d_ff',), range(64, 4097, 64)),
+    ('heads', ('num_heads',), range(1, 17)),
+    ('kv', ('d_kv',), range(8, 129, 8)),
+)
+
+
+@pytest.mark.parametrize('name,fields,values', HAND_BUILT, ids=[c[0] for c in HAND_BUILT])
+def test_solve_matches_brute_force_over_a_hand_built_set(name, fields, values):
+  small = BASES['text']
+  candidates = [small.replace(**dict.fromkeys(fields, v)) for v in values]
+  costs_ = sorted(costs.params(c) for c in candidates)
+  for t in np.linspace(0.02, 0.98, 13):
+    budget = math.exp(math.log(costs_[0]) + t * math.log(costs_[-1] / costs_[0]))
+    best = min(candidates, key=lambda c: abs(math.log(costs.params(c) / budget)))
+    assert strategies.solve(name, small, budget) == best
+
+
+def test_solve_known_answers():
+  small = BASES['text']
+  for name in ('small-nl16', 'small-nl2', 'small-el12', 'small-dl4', 'small-ff6000',
+               'small-kv128', 'small-dm768'):
+    target = shapes.parse(name)
+    strategy = {'nl': 'depth', 'el': 'encoder_depth', 'dl': 'decoder_depth', 'ff': 'ff',
+                'kv': 'kv', 'dm': 'width'}[name.split('-')[1][:2]]
+    assert strategies.solve(strategy, small, costs.params(target)) == target
+    flops = strategies.cost(target, 'flops')
+    assert strategies.solve(strategy, small, flops, 'flops') == target
 
 
 def test_flops_budget_uses_lengths():
