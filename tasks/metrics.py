@@ -9,6 +9,7 @@ which every classification metric counts as wrong.
 from __future__ import annotations
 
 import collections
+import math
 import re
 import string
 import warnings
@@ -36,12 +37,21 @@ def string_label_to_class_id(text, label_classes: Sequence[str]) -> int:
   return list(label_classes).index(text) if text in label_classes else INVALID
 
 
+_DECIMAL = re.compile(r'\s*[-+]?(\d+(\.\d*)?|\.\d+)\s*', re.ASCII)
+
+
 def string_to_float(text, default: float = -1.0) -> float:
-  """STS-B: the decoded number, or `default` when the text is not a number."""
-  try:
-    return float(as_text(text))
-  except ValueError:
+  """STS-B: the decoded plain decimal number ('3.8', '-1', '+.5'), else `default`.
+
+  Only ASCII digits with an optional sign and point are numbers: 'nan', 'inf', exponents,
+  underscores and other scripts' digits, all of which `float` accepts, would let one decoded
+  prediction turn the Pearson and Spearman correlations into NaN (or hide a wrong answer).
+  """
+  text = as_text(text)
+  if not _DECIMAL.fullmatch(text):
     return default
+  value = float(text)
+  return value if math.isfinite(value) else default
 
 
 _WSC_DETERMINERS = frozenset({

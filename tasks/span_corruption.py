@@ -81,11 +81,12 @@ def noise_mask(
 ) -> tf.Tensor:
   """Boolean [length] mask, True on noise: alternating spans, starting with non-noise."""
   padded = tf.maximum(length, 2)
-  padded_f = tf.cast(padded, tf.float32)
-  num_noise = tf.cast(tf.round(padded_f * noise_density), tf.int32)
+  # float64, as `_counts` (Python floats): in float32 the rounding differs for some lengths
+  # (e.g. 190), and the targets would no longer match `lengths_for_inputs`.
+  num_noise = tf.cast(tf.round(tf.cast(padded, tf.float64) * noise_density), tf.int32)
   num_noise = tf.clip_by_value(num_noise, 1, padded - 1)
-  num_spans = tf.cast(tf.round(tf.cast(num_noise, tf.float32) / mean_noise_span_length), tf.int32)
-  num_spans = tf.maximum(num_spans, 1)
+  num_spans = tf.round(tf.cast(num_noise, tf.float64) / mean_noise_span_length)
+  num_spans = tf.maximum(tf.cast(num_spans, tf.int32), 1)
   noise_lengths = _segment_lengths(num_noise, num_spans, seeds[0])
   keep_lengths = _segment_lengths(padded - num_noise, num_spans, seeds[1])
   span_lengths = tf.reshape(tf.stack([keep_lengths, noise_lengths], axis=1), [-1])

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import seqio
 import tensorflow as tf
 
-from tasks import vocab
+from tasks import sources, vocab
 from tasks.benchmark import specs
 
 VOCABULARY = vocab.VOCABULARY
@@ -38,15 +39,23 @@ def dataset_fn(split: str, shuffle_files: bool = False, seed: int | None = None,
                name: str) -> tf.data.Dataset:
   """The formatted examples of `name`'s split as a tf.data.Dataset (see EXAMPLE_SIGNATURE).
 
-  Evaluation splits come in `idx` order; `train` streams in storage order. Shuffling is left to
-  the caller (seqio/the trainer), so `shuffle_files` and `seed` do not change the order.
+  Evaluation splits come in `idx` order, whatever `shuffle_files`. `train` comes in storage
+  order; read from original files (`--data_dir`) with `shuffle_files` (seqio's shuffle=True),
+  it comes as a permutation drawn from `seed` (None: a fresh one), read whole first: seqio's
+  1000-example shuffle buffer alone would barely mix files stored clustered (SQuAD by article,
+  MultiRC by paragraph). TFDS shuffled its records when it prepared them and streams as is.
+  `idx` stays the storage position; every epoch repeats the seed's permutation.
   """
-  del shuffle_files, seed
   specs.get(name)
   ordered = split != 'train'
+  shuffle = shuffle_files and not ordered and sources.config().data_dir is not None
 
   def generate():
-    for example in specs.iter_examples(name, split, ordered=ordered):
+    examples = specs.iter_examples(name, split, ordered=ordered)
+    if shuffle:
+      examples = list(examples)
+      examples = [examples[i] for i in np.random.default_rng(seed).permutation(len(examples))]
+    for example in examples:
       yield {key: example[key] for key in EXAMPLE_SIGNATURE}
 
   return tf.data.Dataset.from_generator(generate, output_signature=EXAMPLE_SIGNATURE)

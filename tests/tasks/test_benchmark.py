@@ -9,7 +9,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tasks import benchmark, sources, vocab
-from tasks.benchmark import formats
+from tasks.benchmark import formats, seqio_tasks
+from tests.tasks.fixtures import jsonl
 
 LENGTHS = {'inputs': 48, 'targets': 8}
 
@@ -234,3 +235,37 @@ def test_squad_scores_natural_and_padded_spellings_alike(data_dir, byte_vocabula
   for predictions in (natural, padded):
     assert benchmark.score('squad11_v1', 'validation', predictions) == {
         'em': pytest.approx(100.0), 'f1': pytest.approx(100.0)}
+
+
+@pytest.fixture
+def clustered_multirc(tmp_path):
+  """A --data_dir whose MultiRC train and val files store 4 paragraphs x 8 answers clustered."""
+  rows = [{'idx': p, 'version': 1.1, 'passage': {'text': f'Paragraph {p}.', 'questions': [
+    {'question': f'Question {p}?', 'idx': 0, 'answers': [
+      {'text': f'Answer {p}.{a}', 'idx': a, 'label': a % 2} for a in range(8)]}]}}
+    for p in range(4)]
+  for name in ('train.jsonl', 'val.jsonl'):
+    jsonl(f'{tmp_path}/super_glue/MultiRC/{name}', rows)
+  previous = sources.config()
+  sources.configure(data_dir=str(tmp_path))
+  yield
+  sources.configure(previous.data_dir, previous.tfds_data_dir)
+
+
+def _read(split: str, shuffle_files: bool, seed: int | None = None) -> list[tuple[int, str]]:
+  ds = seqio_tasks.dataset_fn(split, shuffle_files, seed, name='super_glue_multirc_v1')
+  return [(int(ex['idx']), ex['group'].decode()) for ex in ds.as_numpy_iterator()]
+
+
+def test_shuffled_training_reads_are_seeded_permutations_of_the_file(clustered_multirc):
+  stored = _read('train', shuffle_files=False)
+  assert [idx for idx, _ in stored] == list(range(32))
+  assert [group for _, group in stored[:8]] == ['0/0'] * 8  # clustered by paragraph
+  first = _read('train', shuffle_files=True, seed=0)
+  assert sorted(first) == stored
+  assert first != stored
+  assert _read('train', shuffle_files=True, seed=0) == first
+  assert _read('train', shuffle_files=True, seed=1) != first
+  assert len({group for _, group in first[:8]}) > 1  # mixed before seqio's buffer
+  # Evaluation stays in idx (file) order even when a caller asks for shuffled files.
+  assert _read('validation', shuffle_files=True, seed=0) == stored

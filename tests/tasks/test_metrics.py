@@ -115,6 +115,29 @@ def test_label_postprocessors():
   assert metrics.string_to_float('three') == -1.0
 
 
+@pytest.mark.parametrize('text, expected', [
+  ('3.8', 3.8), (b'5.0', 5.0), (' 0.4 ', 0.4), ('2', 2.0), ('-1.2', -1.2), ('+.5', 0.5),
+  ('4.', 4.0)])
+def test_string_to_float_reads_plain_decimals(text, expected):
+  assert metrics.string_to_float(text) == expected
+
+
+@pytest.mark.parametrize('text', [
+  'nan', 'NaN', '-nan', 'inf', '-inf', 'Infinity', '1e400', '1e2', '1_0', '\u0663.\u0668',
+  '\uff13', '9' * 400, '', '.', '-', '3.8.1', 'three', '0x10'])
+def test_string_to_float_rejects_everything_else(text):
+  assert metrics.string_to_float(text) == -1.0
+  assert metrics.string_to_float(text, default=0.0) == 0.0
+
+
+def test_a_nan_prediction_does_not_poison_stsb_correlations():
+  targets = [metrics.string_to_float(t) for t in ('1.0', '2.0', '3.0', '4.0')]
+  predictions = [metrics.string_to_float(p) for p in ('1.2', '2.2', '3.4', 'nan')]
+  values = {**metrics.pearson_corrcoef(targets, predictions),
+            **metrics.spearman_corrcoef(targets, predictions)}
+  assert all(np.isfinite(v) for v in values.values()), values
+
+
 @pytest.mark.parametrize('prediction, referent, expected', [
   ('the city councilmen', 'The city councilmen', 1),
   ('councilmen', 'The city councilmen', 1),  # subset of the referent's words
