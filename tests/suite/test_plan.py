@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from suite import costs, plan, shapes
+from suite import costs, shapes
 
 REQUIRED = ('name', 'domain', 'num_encoder_layers', 'num_decoder_layers', 'd_model', 'd_ff',
             'num_heads', 'd_kv', 'params', 'train_flops_per_example', 'memory_estimate')
@@ -97,9 +97,18 @@ def test_errors_are_one_line(flags, expected):
 
 
 def test_table_is_a_library_call():
-  """No flags are parsed here: the footnote's batch and optimizer come from the items."""
-  items = [plan.describe(shapes.parse(n), batch_size=8, optimizer='adamw')
-           for n in ('small', 'base')]
-  text = plan.table(items)
+  """No flags are parsed: the footnote's batch and optimizer come from the items.
+
+  In a fresh process, since suite.plan defines absl flags (--domain, --shapes, ...) that other
+  command-line modules (suite.bench) define as well.
+  """
+  code = ('from suite import plan, shapes\n'
+          "items = [plan.describe(shapes.parse(n), batch_size=8, optimizer='adamw')\n"
+          "         for n in ('small', 'base')]\n"
+          'print(plan.table(items))')
+  result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=120, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  text = result.stdout.rstrip('\n')
   assert text.splitlines()[1].startswith('small') and '100.0%' in text.splitlines()[1]
   assert text.splitlines()[-1].endswith('memory at batch 8, adamw (estimate)')
