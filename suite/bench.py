@@ -36,7 +36,7 @@ flags.DEFINE_enum('dtype', 'auto', ['auto', 'float32', 'bfloat16'],
                   'Compute dtype (parameters stay float32). auto: bfloat16 on accelerators, '
                   'float32 on CPU.')
 flags.DEFINE_enum('attention', 'auto', ['auto', 'xla', 'cudnn'],
-                  "Attention kernel. auto: 'cudnn' on NVIDIA GPUs, 'xla' elsewhere.")
+                  "Attention kernel. auto: 'cudnn' on NVIDIA GPUs in bfloat16, 'xla' elsewhere.")
 flags.DEFINE_string('remat', 'none', 'Rematerialisation policy of the network.')
 flags.DEFINE_bool('scan', False, 'Scan over layers (faster compiles for deep shapes).')
 flags.DEFINE_enum('optimizer', 'adafactor', ['adafactor', 'adamw'], 'Optimizer of the step.')
@@ -56,10 +56,11 @@ def _resolve_dtype(name: str, platform: str) -> str:
   return 'float32' if platform == 'cpu' else 'bfloat16'
 
 
-def _resolve_attention(name: str, platform: str) -> str | None:
+def _resolve_attention(name: str, platform: str, dtype: str) -> str | None:
+  """auto: cuDNN's fused attention on GPUs in bfloat16 (it has no float32 kernel), else XLA."""
   if name != 'auto':
     return name
-  return 'cudnn' if platform == 'gpu' else None
+  return 'cudnn' if platform == 'gpu' and dtype == 'bfloat16' else None
 
 
 def _xla_flops(compiled) -> float | None:
@@ -168,12 +169,17 @@ def main(argv):
     domains.get(FLAGS.domain)
   except (shapes.ShapeError, domains.DomainError) as error:
     sys.exit(f'error: {error}')
+  dtype = _resolve_dtype(FLAGS.dtype, platform)
+  attention = _resolve_attention(FLAGS.attention, platform, dtype)
+  if attention == 'cudnn' and (platform != 'gpu' or dtype != 'bfloat16'):
+    sys.exit(f'error: --attention=cudnn needs an NVIDIA GPU and --dtype=bfloat16 (here: '
+             f'{platform}, {dtype}); use --attention=xla or --attention=auto.')
   results = []
   for name in FLAGS.shapes:
     results.append(bench_shape(
         FLAGS.domain, name, batch_size=FLAGS.batch, steps=FLAGS.steps, warmup=FLAGS.warmup,
-        repeats=FLAGS.repeats, dtype=_resolve_dtype(FLAGS.dtype, platform),
-        attention=_resolve_attention(FLAGS.attention, platform), remat=FLAGS.remat,
+        repeats=FLAGS.repeats, dtype=dtype,
+        attention=attention, remat=FLAGS.remat,
         scan=FLAGS.scan, optimizer_name=FLAGS.optimizer, microbatches=FLAGS.microbatches,
         compare=FLAGS.compare == 'reference',
         lengths_options={'input_length': FLAGS.input_length,

@@ -21,6 +21,7 @@ import numpy as np
 from suite.shapes import TEXT, Shape, ShapeError
 
 ATTENTION_IMPLS = (None, 'xla', 'cudnn')
+CUDNN_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))  # cuDNN's fused attention
 REMAT_POLICIES = {
     'none': None,
     'full': jax.checkpoint_policies.nothing_saveable,
@@ -429,6 +430,10 @@ class T5Network(nn.Module):
                        'use vision.vit for vision shapes.')
     if self.attention_impl not in ATTENTION_IMPLS:
       raise ValueError(f'attention_impl={self.attention_impl!r}: valid are {ATTENTION_IMPLS}.')
+    if self.attention_impl == 'cudnn' and jnp.dtype(self.dtype) not in CUDNN_DTYPES:
+      raise ValueError(f"attention_impl='cudnn' computes in bfloat16 or float16, not "
+                       f"{jnp.dtype(self.dtype).name}: use dtype=jnp.bfloat16, or "
+                       "attention_impl='xla' for float32.")
     if self.remat_policy not in REMAT_POLICIES:
       raise ValueError(f'remat_policy={self.remat_policy!r}: valid are '
                        f'{", ".join(REMAT_POLICIES)}.')

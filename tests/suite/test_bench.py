@@ -69,6 +69,7 @@ def test_reference_is_timed_on_the_same_batch(record):
 @pytest.mark.parametrize('args, expected', [
     (['--shapes=tinyy'], 'closest names: tiny'),
     (['--domain=vision', '--shapes=S/16'], "domain 'vision' has no models"),
+    (['--shapes=tiny', '--attention=cudnn'], '--attention=cudnn needs an NVIDIA GPU'),
 ])
 def test_bad_names_exit_with_one_line(args, expected):
   done = subprocess.run([sys.executable, '-m', 'suite.bench', *args], capture_output=True,
@@ -89,3 +90,11 @@ def test_cli_prints_a_json_list():
   assert item['input_length'] == 16 and item['target_length'] == 4
   if platform.libc_ver()[0] == 'glibc':  # the CLI keeps freed host memory by default
     assert 'suite.host_memory' in item['host_memory']
+
+
+@pytest.mark.parametrize('platform, dtype, expected', [
+    ('gpu', 'bfloat16', 'cudnn'), ('gpu', 'float32', None), ('cpu', 'float32', None),
+    ('tpu', 'bfloat16', None)])
+def test_auto_attention_is_cudnn_only_on_gpus_in_bfloat16(platform, dtype, expected):
+  assert bench._resolve_attention('auto', platform, dtype) == expected
+  assert bench._resolve_attention('xla', platform, dtype) == 'xla'

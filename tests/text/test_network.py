@@ -218,6 +218,8 @@ def test_bad_options_raise():
   tokens = jnp.ones((1, 1), jnp.int32)
   with pytest.raises(ValueError, match='attention_impl'):
     network_lib.T5Network(TINY, attention_impl='flash').init(jax.random.key(0), tokens, tokens)
+  with pytest.raises(ValueError, match="'cudnn' computes in bfloat16 or float16, not float32"):
+    network_lib.T5Network(TINY, attention_impl='cudnn').init(jax.random.key(0), tokens, tokens)
   with pytest.raises(ValueError, match='remat_policy'):
     network_lib.T5Network(TINY, remat_policy='some').init(jax.random.key(0), tokens, tokens)
   with pytest.raises(shapes.ShapeError, match='text shape'):
