@@ -140,10 +140,13 @@ class Attention(nn.Module):
 
     Heads move ahead of the length first ([b, h, t, d]), so both products are plain batched
     matmuls over (batch, heads): on XLA CPU that is faster than the dot_general layouts
-    dot_product_attention uses.
+    dot_product_attention uses. The logits come out of the product in the compute dtype (as
+    t5x's default, float32_logits=False) and the bias, mask and softmax run in float32: asking
+    the product for float32 output instead made the backward's two products with the logits'
+    gradient float32 matmuls in a bfloat16 step.
     """
     q, k, v = (x.transpose(0, 2, 1, 3) for x in (q, k, v))
-    logits = jnp.matmul(q, k.swapaxes(-1, -2), preferred_element_type=jnp.float32)
+    logits = jnp.matmul(q, k.swapaxes(-1, -2)).astype(jnp.float32)
     if bias is not None:
       logits = _add_broadcast(logits, bias.astype(jnp.float32))
     if is_causal:

@@ -1,5 +1,7 @@
 """The T5 network: parameter tree vs. exact costs, bucket math, logical axes, options."""
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -212,6 +214,22 @@ def test_padded_encoder_positions_do_not_change_logits(tiny_params):
   padded = jnp.concatenate([enc, jnp.zeros((1, 4), jnp.int32)], axis=1)
   apply = jax.jit(net.apply)
   np.testing.assert_allclose(apply(params, padded, dec), apply(params, enc, dec), atol=1e-5)
+
+
+def test_bfloat16_gradient_has_no_float32_matmuls_over_activations():
+  """In a bfloat16 step every product of activations runs in bfloat16: float32 products are
+  only the small ones (the bias's batch sum with a vector of ones, the bucket one-hot)."""
+  model = t5.build(TINY, dtype=jnp.bfloat16, attention_impl='xla', dropout_rate=0.0)
+  params = nn.unbox(jax.eval_shape(model.init, jax.random.key(0)))
+  batch = {'encoder_input_tokens': _tokens(0, 2, 9, 97),
+           'decoder_input_tokens': _tokens(1, 2, 7, 97),
+           'decoder_target_tokens': _tokens(2, 2, 7, 97)}
+  text = jax.jit(jax.grad(lambda p: model.loss(p, batch)[0])).lower(params).as_text()
+  dots = re.findall(r'stablehlo\.dot_general[^\n]*?: \(tensor<([^>]*)>, tensor<([^>]*)>\)', text)
+  assert dots
+  float32 = [(a, b) for a, b in dots if a.endswith('f32') or b.endswith('f32')]
+  assert all(min(a.count('x'), b.count('x')) <= 2 for a, b in float32), float32
+  assert sum(a.endswith('bf16') and b.endswith('bf16') for a, b in dots) > len(float32)
 
 
 def test_bad_options_raise():
