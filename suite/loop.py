@@ -231,7 +231,9 @@ def _train(trainer, state, consumed, window, start, train_data, config, checkpoi
       logger.write_train(step, train_metrics, examples_per_step)
       window = []
     if save:
-      checkpointer.save(step, state, {'batches_consumed': consumed, 'log_window': window})
+      # A copy: orbax writes the record on a background thread, after `window` grows again.
+      checkpointer.save(step, state, {'batches_consumed': consumed,
+                                      'log_window': [dict(m) for m in window]})
     if run_eval:
       eval_metrics = _evaluate(trainer, state.params, eval_data, summarize_eval)
       logger.write_eval(step, eval_metrics)

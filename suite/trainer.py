@@ -65,6 +65,17 @@ def unbox(tree: Any) -> Any:
       tree, is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata))
 
 
+def _as_float(tree: Any) -> Any:
+  """Integer and boolean leaves (arrays or shape structs) as float32; float leaves unchanged."""
+  def cast(x):
+    if jnp.issubdtype(x.dtype, jnp.floating):
+      return x
+    if isinstance(x, jax.ShapeDtypeStruct):
+      return jax.ShapeDtypeStruct(x.shape, jnp.float32)
+    return x.astype(jnp.float32)
+  return jax.tree_util.tree_map(cast, tree)
+
+
 def _tree_add(a: Any, b: Any) -> Any:
   return jax.tree_util.tree_map(jnp.add, a, b)
 
@@ -189,6 +200,7 @@ class Trainer:
     def body(carry, xs):
       index, mb = xs
       (loss, metrics), grads = grad_fn(params, mb, jax.random.fold_in(step_key, index))
+      metrics = _as_float(metrics)  # counts in int32 would truncate when weighted
       weight = jnp.asarray(1.0 if key is None else metrics[key], jnp.float32)
       weighted = jax.tree_util.tree_map(lambda x: x * weight.astype(x.dtype),
                                         (loss, metrics, grads))
@@ -196,6 +208,7 @@ class Trainer:
 
     first = jax.tree_util.tree_map(lambda x: x[0], micro)
     (loss_s, metrics_s), grads_s = jax.eval_shape(grad_fn, params, first, step_key)
+    metrics_s = _as_float(metrics_s)
     zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype),
                                    (loss_s, metrics_s, grads_s))
     zeros = (zeros[0], zeros[1], jax.tree_util.tree_map(

@@ -31,9 +31,18 @@ def cross_entropy_with_logits(logits: jax.Array, targets: jax.Array, z_loss: flo
   loss = smoothed cross-entropy + z_loss * logsumexp**2 (t5x); nll is the plain -log p(target)
   used for perplexity; the float32 upcast fuses into the reductions under jit. `correct` is
   argmax(logits) == target, ties going to the first id as in argmax. Differentiable in the
-  logits (`correct` has no gradient).
+  logits (`correct` has no gradient). `z_loss` and `label_smoothing` are Python numbers (they
+  shape the custom gradient), label_smoothing in [0, 1).
   """
-  return _cross_entropy(logits, targets, float(z_loss), float(label_smoothing))
+  try:
+    z_loss, label_smoothing = float(z_loss), float(label_smoothing)
+  except (TypeError, jax.errors.ConcretizationTypeError):
+    raise TypeError(f'z_loss and label_smoothing must be Python numbers, not traced values '
+                    f'(got {type(z_loss).__name__}, {type(label_smoothing).__name__}); pass '
+                    'them as static values.') from None
+  if not 0.0 <= label_smoothing < 1.0:
+    raise ValueError(f'label_smoothing={label_smoothing}: must be in [0, 1).')
+  return _cross_entropy(logits, targets, z_loss, label_smoothing)
 
 
 def _smoothing(label_smoothing: float, vocab: int) -> tuple[float, float]:

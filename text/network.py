@@ -189,7 +189,8 @@ def _add_broadcast_bwd(_, grad):
   if jax.device_count() > 1:
     return grad, jnp.sum(grad, axis=0, keepdims=True)
   ones = jnp.ones((grad.shape[0],), grad.dtype)
-  return grad, jnp.tensordot(ones, grad, axes=(0, 0))[None]
+  # HIGHEST: a sum, not a TF32 (GPU) or bfloat16-pass (TPU) product at default precision.
+  return grad, jnp.tensordot(ones, grad, axes=(0, 0), precision=jax.lax.Precision.HIGHEST)[None]
 
 
 _add_broadcast.defvjp(_add_broadcast_fwd, _add_broadcast_bwd)

@@ -115,6 +115,23 @@ def test_resume_between_log_lines_logs_the_same_averages(tmp_path):
   assert _train_losses(tmp_path / 'resumed') == expected
 
 
+def test_checkpoint_records_the_window_as_it_was_at_the_save(tmp_path, monkeypatch):
+  """orbax serialises the data record later, on its own thread: the loop hands it a copy."""
+  records = {}
+  save = loop.Checkpointer.save
+
+  def spy(self, step, state, data=None):
+    records[step] = data
+    return save(self, step, state, data)
+
+  monkeypatch.setattr(loop.Checkpointer, 'save', spy)
+  config = loop.LoopConfig(num_steps=8, log_every=4, checkpoint_every=6, tensorboard=False)
+  loop.fit(ToyModel(), OPTIMIZER, batches, config, tmp_path)
+  # Saved at 6 with steps 5 and 6 unlogged; steps 7 and 8 arrive before the step-8 log line.
+  assert len(records[6]['log_window']) == 2
+  assert records[8]['log_window'] == []
+
+
 def test_non_finite_loss_stops_with_status_diverged(tmp_path):
   def poisoned(start):
     for i, batch in enumerate(batches(start), start=start):

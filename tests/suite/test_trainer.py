@@ -71,6 +71,22 @@ def test_gradient_accumulation_equals_one_large_batch():
   assert np.any(params_1[0] != 0)  # the zero-initialised first bias has moved
 
 
+class _IntegerMetricModel(ToyModel):
+  """A toy whose loss also reports an int32 metric (equal in every microbatch)."""
+
+  def loss(self, params, batch, rng):
+    loss, metrics = super().loss(params, batch, rng)
+    return loss, {**metrics, 'layers': jax.numpy.asarray(3, jax.numpy.int32)}
+
+
+def test_integer_metrics_survive_gradient_accumulation():
+  batch = make_batch(0, batch_size=16)
+  for m in (1, 2, 4):
+    trainer = Trainer(_IntegerMetricModel(), optax.sgd(0.1), microbatches=m)
+    _, metrics = trainer.train_step(trainer.init(seed=0), batch)
+    assert float(partition.to_host(metrics)['layers']) == 3.0, m
+
+
 def test_steps_are_deterministic_and_use_the_seed_and_step_rng(trainer):
   def run(seed):
     state = trainer.init(seed=seed)

@@ -95,6 +95,14 @@ def test_cross_entropy_gradient_of_every_output(z_loss, label_smoothing, dtype):
                              rtol=tolerance, atol=tolerance)
 
 
+def test_cross_entropy_options_must_be_static_and_in_range():
+  logits, targets = jnp.zeros((1, 2, 5)), jnp.zeros((1, 2), jnp.int32)
+  with pytest.raises(ValueError, match=r'label_smoothing=1.0: must be in \[0, 1\)'):
+    model_lib.cross_entropy_with_logits(logits, targets, 0.0, 1.0)
+  with pytest.raises(TypeError, match='must be Python numbers'):
+    jax.jit(lambda z: model_lib.cross_entropy_with_logits(logits, targets, z)[0])(1e-4)
+
+
 def test_accuracy_is_argmax_with_ties_to_the_first_id():
   logits = jnp.asarray([[[1.0, 3.0, 3.0, 0.0], [2.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0],
                          [0.0, 0.0, 0.0, 0.0]]])
