@@ -172,7 +172,7 @@ def _start(trainer: Trainer, checkpointer: Checkpointer, seed: int,
     state, record = checkpointer.restore(trainer.abstract_state)
     consumed = int(record['batches_consumed'])
     logging.info('resumed from step %d (%d batches consumed)', resumed_from, consumed)
-    return state, consumed, list(record.get('log_window', [])), resumed_from
+    return state, consumed, record.get('log_window', []), resumed_from
   if init_params is None:
     return trainer.init(seed), 0, [], None
   if isinstance(init_params, str | os.PathLike):
