@@ -1,10 +1,11 @@
 """`fit`: the training loop shared by every domain (pre-training and finetuning alike).
 
 It creates or resumes the sharded state, feeds batches to the jitted step, logs mean metrics,
-evaluates, checkpoints and stops on divergence. A run killed after a checkpoint and started
-again with the same arguments continues exactly where it was: the state (params, optimizer,
-RNG, step) comes from the checkpoint and the data from `train_data(batches_consumed)` (or the
-iterable, fast-forwarded), so the loss curve is the one an uninterrupted run draws.
+calls its evaluators (suite.evaluation) on the eval schedule, checkpoints and stops on
+divergence. A run killed after a checkpoint and started again with the same arguments
+continues exactly where it was: the state (params, optimizer, RNG, step) comes from the
+checkpoint and the data from `train_data(batches_consumed)` (or the iterable, fast-forwarded),
+so the loss curve is the one an uninterrupted run draws.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from jax.sharding import Mesh
 
 from suite import partition
 from suite.checkpoint import Checkpointer
+from suite.evaluation import EvalData, EvalSteps, Evaluator, SumsEvaluator, evaluate_all
 from suite.metrics_log import MetricsLogger
 from suite.optim import OptimizerConfig, make_optimizer
 from suite.trainer import Model, Trainer, TrainState
@@ -33,8 +35,6 @@ from suite.trainer import Model, Trainer, TrainState
 Batch = dict[str, Any]
 # A factory called with the number of batches already consumed, or a plain iterable.
 TrainData = Callable[[int], Iterable[Batch]] | Iterable[Batch]
-# A factory giving a fresh pass over the eval set, or a re-iterable collection.
-EvalData = Callable[[], Iterable[Batch]] | Iterable[Batch]
 
 CHECKPOINT_DIR = 'checkpoints'
 OK, DIVERGED = 'ok', 'diverged'
@@ -45,7 +45,7 @@ class LoopConfig:
   """How long to train and how often to log, evaluate and checkpoint (in steps).
 
   eval_every/checkpoint_every None: only at the end. The last step is always logged,
-  evaluated (when there is eval data) and checkpointed.
+  evaluated (when there are evaluators) and checkpointed.
   """
 
   num_steps: int
@@ -70,7 +70,8 @@ class LoopConfig:
 
 @dataclasses.dataclass(frozen=True)
 class FitResult:
-  """How a run ended. `step` is the last finished step (the diverging one if diverged)."""
+  """How a run ended. `step` is the last finished step (the diverging one if diverged).
+  `trainer` holds the jitted steps, and `trainer.eval_steps` predict on the run's mesh."""
 
   status: str
   step: int
@@ -79,6 +80,7 @@ class FitResult:
   eval_metrics: dict[str, float]
   resumed_from: int | None
   wall_s: float
+  trainer: Trainer | None = dataclasses.field(default=None, repr=False, compare=False)
 
 
 def _batches(train_data: TrainData, start: int) -> Iterator[Batch]:
@@ -89,12 +91,6 @@ def _batches(train_data: TrainData, start: int) -> Iterator[Batch]:
   return itertools.islice(iter(train_data), start, None)
 
 
-def _evaluate(trainer: Trainer, params: Any, eval_data: EvalData,
-              summarize: Callable[[dict[str, float]], dict[str, float]]) -> dict[str, float]:
-  batches = eval_data() if callable(eval_data) else eval_data
-  return summarize(trainer.evaluate(params, batches))
-
-
 def _every(step: int, interval: int | None, last: int) -> bool:
   return step == last or (interval is not None and step % interval == 0)
 
@@ -103,15 +99,18 @@ def _mean(window: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
   return {k: float(np.mean([float(m[k]) for m in window])) for k in window[0]}
 
 
-def pretrained_params(workdir: str | os.PathLike, trainer: Trainer,
+def pretrained_params(workdir: str | os.PathLike, trainer: Trainer | EvalSteps,
                       step: int | None = None) -> Any:
-  """The params of an earlier run's checkpoint (latest, or `step`), on `trainer`'s shardings."""
+  """The params of an earlier run's checkpoint (latest, or `step`), on the shardings of
+  `trainer` (a Trainer, or the EvalSteps of a model being evaluated)."""
   directory = os.path.join(workdir, CHECKPOINT_DIR)
   if not os.path.isdir(directory):
     raise FileNotFoundError(f'no checkpoints under {directory}: init_params must be the '
                             'workdir of a run that saved at least one checkpoint')
+  target = (trainer.abstract_params if isinstance(trainer, EvalSteps)
+            else trainer.abstract_state.params)
   with Checkpointer(directory) as checkpointer:
-    return checkpointer.restore_params(trainer.abstract_state.params, step=step)
+    return checkpointer.restore_params(target, step=step)
 
 
 def fit(
@@ -123,6 +122,7 @@ def fit(
     *,
     eval_data: EvalData | None = None,
     summarize_eval: Callable[[dict[str, float]], dict[str, float]] | None = None,
+    evaluators: Sequence[Evaluator] = (),
     init_params: Any = None,
     mesh: Mesh | None = None,
     rules: Sequence[tuple[str, str | None]] = partition.RULES,
@@ -132,8 +132,11 @@ def fit(
 
   optimizer: an `OptimizerConfig` (its schedule is logged as `learning_rate`) or any optax
   transformation. train_data: `factory(batches_consumed) -> iterable` or an iterable (skipped
-  ahead on resume). eval_data: `factory() -> iterable` or a re-iterable; its `eval_metrics`
-  sums go through `summarize_eval` (e.g. sums -> accuracy) before logging. init_params: start
+  ahead on resume). evaluators: `suite.evaluation.Evaluator`s, called on the eval schedule with
+  the trainer's `eval_steps`; their metrics are logged as `eval/<name>`. eval_data (a shorthand
+  for a first `SumsEvaluator(eval_data, summarize_eval)`): `factory() -> iterable` or a
+  re-iterable of batches; the weighted sums of the model's `example_metrics` go through
+  `summarize_eval` (e.g. sums -> accuracy) before logging. init_params: start
   from these params (finetuning) instead of `model.init` when there is no checkpoint yet; a
   param tree, or the workdir of an earlier run (its latest checkpoint's params).
   Writes `metrics.jsonl`, `tensorboard/` and `checkpoints/` under `workdir`.
@@ -145,7 +148,9 @@ def fit(
   else:
     tx = optimizer
   workdir = os.fspath(workdir)
-  summarize_eval = summarize_eval or dict
+  evaluators = list(evaluators)
+  if eval_data is not None:
+    evaluators.insert(0, SumsEvaluator(eval_data, summarize_eval or dict))
   trainer = Trainer(model, tx, mesh=mesh, rules=rules, microbatches=config.microbatches)
   with contextlib.ExitStack() as cleanup:
     checkpointer = cleanup.enter_context(Checkpointer(
@@ -158,10 +163,10 @@ def fit(
         workdir, config.num_steps, start_step=start, tensorboard=config.tensorboard))
     status, step, state, train_metrics, eval_metrics = _train(
         trainer, state, consumed, window, start, train_data, config, checkpointer, logger,
-        eval_data, summarize_eval, learning_rate_fn)
+        evaluators, learning_rate_fn)
   return FitResult(status=status, step=step, state=state, train_metrics=train_metrics,
                    eval_metrics=eval_metrics, resumed_from=resumed_from,
-                   wall_s=time.perf_counter() - start_time)
+                   wall_s=time.perf_counter() - start_time, trainer=trainer)
 
 
 def _start(trainer: Trainer, checkpointer: Checkpointer, seed: int,
@@ -181,7 +186,7 @@ def _start(trainer: Trainer, checkpointer: Checkpointer, seed: int,
 
 
 def _train(trainer, state, consumed, window, start, train_data, config, checkpointer, logger,
-           eval_data, summarize_eval, learning_rate_fn):
+           evaluators, learning_rate_fn):
   """The step loop of `fit`; returns (status, step, state, train metrics, eval metrics).
 
   `window`: the metrics of the steps since the last log line, as floats (restored from the
@@ -210,7 +215,7 @@ def _train(trainer, state, consumed, window, start, train_data, config, checkpoi
     pending.append((step, metrics))
     log = _every(step, config.log_every, config.num_steps)
     save = _every(step, config.checkpoint_every, config.num_steps)
-    run_eval = eval_data is not None and _every(step, config.eval_every, config.num_steps)
+    run_eval = bool(evaluators) and _every(step, config.eval_every, config.num_steps)
     if not (log or save or run_eval):
       continue
     # Fetch before saving: a diverged state is never checkpointed.
@@ -235,12 +240,12 @@ def _train(trainer, state, consumed, window, start, train_data, config, checkpoi
       checkpointer.save(step, state, {'batches_consumed': consumed,
                                       'log_window': [dict(m) for m in window]})
     if run_eval:
-      eval_metrics = _evaluate(trainer, state.params, eval_data, summarize_eval)
+      eval_metrics = evaluate_all(trainer.eval_steps, state.params, evaluators)
       logger.write_eval(step, eval_metrics)
       logger.reset_timer(step)
   else:
     if start < config.num_steps:
       logger.write_status(step, OK)
-    elif eval_data is not None:  # finished earlier: report its evaluation, log nothing new
-      eval_metrics = _evaluate(trainer, state.params, eval_data, summarize_eval)
+    elif evaluators:  # finished earlier: report its evaluation, log nothing new
+      eval_metrics = evaluate_all(trainer.eval_steps, state.params, evaluators)
   return status, step, state, train_metrics, eval_metrics

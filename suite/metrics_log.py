@@ -5,6 +5,11 @@
 Tables are a pivot over this file, never a rerun. When a run resumes from a checkpoint at step
 k, lines after step k (written by the interrupted run) are dropped first, so the file always
 describes one uninterrupted curve. Only process 0 writes files.
+
+Each line goes to the file in one unbuffered append (`os.write`), so a process killed mid-write
+leaves at most a cut final line: no newline, not valid JSON. Readers skip it and a resume drops
+it, each with a warning that names the file and the bytes dropped; an invalid line anywhere
+else is corruption, and reading stops with an error naming the file and the line.
 """
 
 from __future__ import annotations
@@ -32,28 +37,78 @@ def _show(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+class MetricsFileError(ValueError):
+  """A metrics file with an invalid line that is not a cut final line (the file is corrupt)."""
+
+
+def _load(path: str) -> tuple[list[dict[str, Any]], int]:
+  """(records, length in bytes of a cut final line that was left out; 0 if none)."""
+  with open(path, 'rb') as f:
+    lines = f.read().split(b'\n')
+  tail = lines.pop()  # what follows the last newline: b'' unless the last write was cut
+  records = []
+  for number, line in enumerate(lines, start=1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+      raise MetricsFileError(
+          f'{path}:{number}: not valid JSON ({error}); only a cut final line (no newline) is '
+          'expected after a crash: repair or delete this line, or the file, and rerun') from None
+    records.append(record)
+  if not tail.strip():
+    return records, 0
+  try:  # A whole record whose newline is missing is kept.
+    record = json.loads(tail)
+  except ValueError:
+    return records, len(tail)
+  return records + [record], 0
+
+
 def read_metrics(workdir: str | os.PathLike, prefix: str | None = None) -> list[dict[str, Any]]:
-  """The records of `<workdir>/metrics.jsonl`, optionally only those with a `prefix/` key."""
+  """The records of `<workdir>/metrics.jsonl`, optionally only those with a `prefix/` key.
+
+  A cut final line (a write interrupted by a kill) is skipped with a warning; any other invalid
+  line raises MetricsFileError naming the file and the line.
+  """
   path = os.path.join(workdir, METRICS_FILE)
   if not os.path.exists(path):
     return []
-  with open(path) as f:
-    records = [json.loads(line) for line in f if line.strip()]
+  records, cut = _load(path)
+  if cut:
+    logging.warning('%s: skipping a cut final line (%d bytes, no newline, not valid JSON): '
+                    'its write was interrupted', path, cut)
   if prefix is not None:
     records = [r for r in records if any(k.startswith(prefix + '/') for k in r)]
   return records
 
 
 def truncate_after(workdir: str | os.PathLike, step: int) -> None:
-  """Drops the records with `step` greater than `step` (atomic rewrite)."""
+  """Drops the records with `step` greater than `step`, and a cut final line (with a warning
+  naming the file and the bytes dropped), by an atomic rewrite."""
   path = os.path.join(workdir, METRICS_FILE)
   if not os.path.exists(path):
     return
-  kept = [r for r in read_metrics(workdir) if r['step'] <= step]
+  records, cut = _load(path)
+  if cut:
+    logging.warning('%s: dropping a cut final line (%d bytes, no newline, not valid JSON): the '
+                    'run was killed while writing it; resuming without it', path, cut)
+  kept = [r for r in records if r['step'] <= step]
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:
     f.writelines(json.dumps(r) + '\n' for r in kept)
+    f.flush()
+    os.fsync(f.fileno())
   os.replace(tmp, path)
+
+
+def _append_line(fd: int, record: Mapping[str, Any]) -> None:
+  """Appends `record` as one line in one unbuffered write (more only if the OS writes part)."""
+  data = (json.dumps(record) + '\n').encode()
+  written = os.write(fd, data)
+  while written < len(data):
+    written += os.write(fd, data[written:])
 
 
 def _format_duration(seconds: float) -> str:
@@ -92,9 +147,10 @@ class MetricsLogger:
     if self._is_writer:
       os.makedirs(self.workdir, exist_ok=True)
       truncate_after(self.workdir, start_step)
-      self._file = open(os.path.join(self.workdir, METRICS_FILE), 'a')  # noqa: SIM115
+      self._fd = os.open(os.path.join(self.workdir, METRICS_FILE),
+                         os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     else:
-      self._file = None
+      self._fd = None
     # TensorBoard only; the progress line below replaces clu's LoggingWriter.
     self._writer = (_summary_writer(os.path.join(self.workdir, TENSORBOARD_DIR))
                     if tensorboard and self._is_writer else None)
@@ -102,9 +158,8 @@ class MetricsLogger:
     self._last_time = time.perf_counter()
 
   def _append(self, record: Mapping[str, Any]) -> None:
-    if self._file is not None:
-      self._file.write(json.dumps(record) + '\n')
-      self._file.flush()
+    if self._fd is not None:
+      _append_line(self._fd, record)
 
   def _write_scalars(self, step: int, record: Mapping[str, Any]) -> None:
     if self._writer is not None:
@@ -149,9 +204,9 @@ class MetricsLogger:
     if self._writer is not None:
       self._writer.close()
       self._writer = None
-    if self._file is not None:
-      self._file.close()
-      self._file = None
+    if self._fd is not None:
+      os.close(self._fd)
+      self._fd = None
 
   def __enter__(self) -> MetricsLogger:
     return self

@@ -4,18 +4,20 @@ r"""Shapes and their costs, without running anything.
   python -m suite.plan --domain=vision --strategy=deep_narrow --base=S/16 \
       --budgets=5e7,1e8 --budget_kind=params
 
-JSON (a list, one item per shape) goes to stdout. Unknown names or strategies exit with status
-1 and a one-line error on stderr that lists the closest valid names.
+JSON (a list, one item per shape) goes to stdout. Unknown names or strategies, and flag values
+out of range, exit with status 1 and a one-line error on stderr that lists the closest valid
+names or the valid range.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 
-from absl import app, flags
+from absl import flags
 
-from suite import costs, shapes, strategies
+from suite import costs, flagcheck, shapes, strategies
 
 _DOMAIN = flags.DEFINE_enum('domain', shapes.TEXT, shapes.DOMAINS, 'Model family.')
 _SHAPES = flags.DEFINE_list('shapes', [], 'Shape names, e.g. small-nl16,base or S/16,B/16.')
@@ -23,6 +25,8 @@ _STRATEGY = flags.DEFINE_string('strategy', None,
                                 f'Scaling strategy: {", ".join(strategies.STRATEGIES)}.')
 _BASE = flags.DEFINE_string('base', None, 'Base shape name the strategy scales from.')
 _BUDGETS = flags.DEFINE_list('budgets', [], 'Budgets to solve for, e.g. 1e8,2e8.')
+flagcheck.require('budgets', lambda budgets: all(0 < float(b) < math.inf for b in budgets),
+                  'comma-separated numbers > 0, e.g. 1e8,2e8')
 _BUDGET_KIND = flags.DEFINE_enum('budget_kind', 'params', strategies.BUDGET_KINDS,
                                  'What a budget counts: parameters or training FLOPs/example.')
 _STEPS = flags.DEFINE_list(
@@ -33,10 +37,11 @@ _STEPS = flags.DEFINE_list(
     'so the layer parameters grow by less (x1.43 to x1.57 from small) except for width; for '
     'canonical it moves one size along the table.')
 _INPUT_LENGTH = flags.DEFINE_integer('input_length', costs.DEFAULT_INPUT_LENGTH,
-                                     'Text: encoder input length in tokens.')
+                                     'Text: encoder input length in tokens.', lower_bound=1)
 _TARGET_LENGTH = flags.DEFINE_integer('target_length', costs.DEFAULT_TARGET_LENGTH,
-                                      'Text: decoder target length in tokens.')
-_BATCH = flags.DEFINE_integer('batch', 32, 'Batch size of the training-memory estimate.')
+                                      'Text: decoder target length in tokens.', lower_bound=1)
+_BATCH = flags.DEFINE_integer('batch', 32, 'Batch size of the training-memory estimate.',
+                              lower_bound=1)
 _OPTIMIZER = flags.DEFINE_enum('optimizer', 'adafactor', costs.OPTIMIZERS,
                                'Optimizer of the training-memory estimate.')
 _FORMAT = flags.DEFINE_enum('format', 'json', ('json', 'table'), 'Output format.')
@@ -48,9 +53,13 @@ class PlanError(ValueError):
 
 def describe(shape: shapes.Shape, input_length: int = costs.DEFAULT_INPUT_LENGTH,
              target_length: int = costs.DEFAULT_TARGET_LENGTH, batch_size: int = 32,
-             optimizer: str = 'adafactor') -> dict:
-  """One plan item: name, domain, shape fields, exact costs and a memory estimate."""
-  item = {'name': shapes.display_name(shape), **shape.fields(),
+             optimizer: str = 'adafactor', name: str | None = None) -> dict:
+  """One plan item: name, domain, shape fields, exact costs and a memory estimate.
+
+  `name` defaults to `shapes.display_name(shape)`, a label that never reads as another size;
+  shapes the user named keep their name (in canonical form).
+  """
+  item = {'name': name or shapes.display_name(shape), **shape.fields(),
           'params': costs.params(shape),
           'forward_flops_per_example': costs.forward_flops_per_example(
               shape, input_length, target_length),
@@ -86,7 +95,8 @@ def plan_items() -> list[dict]:
   if _SHAPES.value and (_STRATEGY.value or _BASE.value):
     raise PlanError('give either --shapes or --strategy with --base, not both.')
   if _SHAPES.value:
-    return [describe(shapes.parse(name, domain), **options) for name in _SHAPES.value]
+    return [describe(shapes.parse(name, domain), **options, name=shapes.canonical(name, domain))
+            for name in _SHAPES.value]
   if not (_STRATEGY.value and _BASE.value):
     raise PlanError('nothing to plan: give --shapes=N1,N2, or --strategy=S --base=NAME with '
                     '--budgets=B1,B2 or --steps=K1,K2.')
@@ -96,7 +106,7 @@ def plan_items() -> list[dict]:
   steps = _numbers(_STEPS.value, int, 'steps')
   if not budgets and not steps:
     raise PlanError(f'--strategy={strategy.name} needs --budgets=B1,B2 or --steps=K1,K2.')
-  common = {'strategy': strategy.name, 'base': shapes.display_name(base)}
+  common = {'strategy': strategy.name, 'base': shapes.canonical(_BASE.value, domain)}
   items = []
   for budget in budgets:
     shape = strategies.solve(strategy, base, budget, _BUDGET_KIND.value, **lengths)
@@ -135,10 +145,7 @@ def table(items: list[dict]) -> str:
 
 
 def main(argv):
-  if len(argv) > 1:
-    print(f'error: unexpected arguments {" ".join(argv[1:])}; flags are --name=value.',
-          file=sys.stderr)
-    sys.exit(1)
+  del argv  # flagcheck.run rejects positional arguments
   try:
     items = plan_items()
   except (shapes.ShapeError, ValueError) as e:
@@ -148,4 +155,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  flagcheck.run(main)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import re
 from collections.abc import Mapping
 
@@ -19,7 +20,10 @@ DOMAINS = (TEXT, VISION)
 
 TEXT_ACTIVATIONS = ('relu', 'gated-gelu')
 VISION_ACTIVATIONS = ('gelu',)
-POOLINGS = ('cls', 'gap')
+# Vision pooling: class token, global average, or multihead attention pooling (MAP head).
+POOLINGS = ('cls', 'gap', 'map')
+# Vision position embeddings: learned (a parameter), or fixed 2-D sin-cos (none).
+POSEMBS = ('learn', 'sincos2d')
 
 T5_VOCAB_SIZE = 32128
 
@@ -63,11 +67,13 @@ class Shape:
   tie_embeddings: bool = True
   relative_buckets: int = 32
   relative_max_distance: int = 128
-  # Vision options (ViT): square images cut into square patches, pooling, classifier size.
+  # Vision options (ViT): square images cut into square patches, pooling, classifier size,
+  # position embeddings (text shapes keep the default 'learn', which T5 does not use).
   image_size: int = 0
   patch_size: int = 0
   pooling: str = ''
   num_classes: int = 0
+  posemb: str = POSEMBS[0]
 
   def __post_init__(self):
     for field in ('num_encoder_layers', 'd_model', 'd_ff', 'num_heads', 'd_kv'):
@@ -94,9 +100,10 @@ class Shape:
     for field in ('vocab_size', 'relative_buckets', 'relative_max_distance'):
       if getattr(self, field) <= 0:
         raise ShapeError(f'{field}={getattr(self, field)!r}: must be positive.')
-    if self.image_size or self.patch_size or self.pooling or self.num_classes:
-      raise ShapeError('image_size, patch_size, pooling and num_classes are vision options; '
-                       'leave them unset on a text shape.')
+    if (self.image_size or self.patch_size or self.pooling or self.num_classes
+        or self.posemb != POSEMBS[0]):
+      raise ShapeError('image_size, patch_size, pooling, num_classes and posemb are vision '
+                       'options; leave them unset on a text shape.')
 
   def _validate_vision(self):
     if self.activation not in VISION_ACTIVATIONS:
@@ -115,6 +122,13 @@ class Shape:
       raise ShapeError(f'pooling={self.pooling!r}: valid poolings are {", ".join(POOLINGS)}.')
     if self.num_classes <= 0:
       raise ShapeError(f'num_classes={self.num_classes}: must be positive.')
+    if self.posemb not in POSEMBS:
+      raise ShapeError(f'posemb={self.posemb!r}: valid position embeddings are '
+                       f'{", ".join(POSEMBS)}.')
+    if self.posemb == 'sincos2d' and self.d_model % 4:
+      raise ShapeError(f"posemb='sincos2d' needs d_model divisible by 4 (sin and cos of the "
+                       f'row and of the column), got d_model={self.d_model}; use '
+                       "posemb='learn' or another width.")
 
   @property
   def attention_width(self) -> int:
@@ -366,13 +380,9 @@ def _knob_diff(shape: Shape, base: Shape, knobs) -> list[str] | None:
   return parts
 
 
-def format_name(shape: Shape) -> str:
-  """The canonical name of a shape: the size needing the fewest knobs, then its knobs.
-
-  Raises ShapeError for shapes that no name can express (another vocab, image size or
-  class count, or a value such as 8000 that a name would read back as 8192): those are
-  named by their fields alone (`descriptive_name`).
-  """
+def _named_candidates(shape: Shape) -> list[tuple[str, list[str], Shape]]:
+  """(size part, knob parts, the size's shape) of every released-style name of `shape`, fewest
+  knobs first; each name parses back to `shape`."""
   candidates = []
   if shape.domain == TEXT:
     for prefix, table in (('', T5_EFFICIENT_SIZES), (T5_1_1_PREFIX, T5_1_1_SIZES)):
@@ -387,19 +397,33 @@ def format_name(shape: Shape) -> str:
           has_nl = any(p.startswith('nl') for p in parts)
           if quirk is not plain and has_nl != (base is quirk):
             continue
-          candidates.append((len(parts), prefix + size, parts))
+          candidates.append((prefix + size, parts, base))
   else:
     for size, base in VIT_SIZES.items():
       if base.image_size % shape.patch_size:
         continue  # no name for patches that do not tile the named sizes' images
-      parts = _knob_diff(shape, dataclasses.replace(base, patch_size=shape.patch_size),
-                         VISION_KNOBS)
+      base = dataclasses.replace(base, patch_size=shape.patch_size)
+      parts = _knob_diff(shape, base, VISION_KNOBS)
       if parts is not None:
-        candidates.append((len(parts), f'{size}/{shape.patch_size}', parts))
-  for _, head, parts in sorted(candidates, key=lambda c: c[0]):
-    name = '-'.join([head, *parts])
-    if parse(name, shape.domain) == shape:  # e.g. 8000 would read back as 8192
-      return name
+        candidates.append((f'{size}/{shape.patch_size}', parts, base))
+  candidates.sort(key=lambda c: len(c[1]))
+  # e.g. 8000 would read back as 8192
+  return [c for c in candidates if parse('-'.join([c[0], *c[1]]), shape.domain) == shape]
+
+
+def format_name(shape: Shape) -> str:
+  """The canonical name of a shape: the size needing the fewest knobs, then its knobs.
+
+  The inverse of `parse`, for any shape a name can express, including ones whose size part
+  does not resemble them (`tiny-nl36-dm896-ff3520-nh14`); labels use `display_name`. Raises
+  ShapeError for shapes that no name can express (another vocab, image size or class count,
+  or a value such as 8000 that a name would read back as 8192): those are named by their
+  fields alone (`descriptive_name`).
+  """
+  candidates = _named_candidates(shape)
+  if candidates:
+    head, parts, _ = candidates[0]
+    return '-'.join([head, *parts])
   raise ShapeError(f'no released-style name describes {shape}: its family options '
                    '(vocab, embeddings tying, image size, classes, pooling) differ from '
                    'every size table, or a value (such as 8000) cannot be written in a name.')
@@ -423,6 +447,8 @@ def descriptive_name(shape: Shape) -> str:
     tail = f'{shape.activation}-v{shape.vocab_size}{"" if shape.tie_embeddings else "-untied"}'
   else:
     tail = f'{shape.pooling}-c{shape.num_classes}'
+    if shape.posemb != POSEMBS[0]:
+      tail += f'-{shape.posemb}'
   defaults = {f.name: f.default for f in dataclasses.fields(Shape)}
   for field, tag in (('relative_buckets', 'rb'), ('relative_max_distance', 'rd')):
     if getattr(shape, field) != defaults[field]:
@@ -430,12 +456,34 @@ def descriptive_name(shape: Shape) -> str:
   return f'{shape.domain}:{head}-{body}-{tail}'
 
 
+# Knobs that change depth alone: a name with only these reads as its size, deeper or shallower.
+_DEPTH_KNOBS = ('nl', 'el', 'dl')
+
+
 def display_name(shape: Shape) -> str:
-  """The canonical released-style name when one exists, else `descriptive_name`."""
-  try:
+  """The label of a shape that has no name of its own (a ladder rung, a solved budget): never
+  one that reads as another size than the shape is.
+
+  1. The released T5-Efficient checkpoint the shape is exactly, if any (`small-nl16`).
+  2. Else the released-style name with the fewest knobs whose size has the shape's d_model and
+     whose knobs are depth knobs (nl, el, dl) plus at most one of ff, nh, kv: `large-nl6`,
+     `small-nl12-ff2176`, `M/16-ff2176`, `t5.1.1-base-nl24`.
+  3. Else `descriptive_name` (`text:el36-dl36-dm896-...`, not `tiny-nl36-dm896-ff3520-nh14`).
+
+  A shape given by name is best labelled by that name, `canonical(name)`.
+  """
+  if shape in _released_shapes():
     return format_name(shape)
-  except ShapeError:
-    return descriptive_name(shape)
+  for head, parts, size in _named_candidates(shape):
+    width_knobs = [p for p in parts if not p.startswith(_DEPTH_KNOBS)]
+    if size.d_model == shape.d_model and len(width_knobs) <= 1:
+      return '-'.join([head, *parts])
+  return descriptive_name(shape)
+
+
+@functools.cache
+def _released_shapes() -> frozenset[Shape]:
+  return frozenset(parse(name) for name in RELEASED_T5_EFFICIENT)
 
 
 def _released(size: str, *variants: str) -> list[str]:
@@ -444,6 +492,13 @@ def _released(size: str, *variants: str) -> list[str]:
 
 # The T5-Efficient checkpoints released as `google/t5-efficient-{name}` on the Hugging Face
 # hub (the "Scale Efficiently" release, Tay et al. 2021), without the prefix.
+# Unconfirmed: tiny-nh1, tiny-nh8, tiny-nh16, tiny-nh32. No config.json of them was found; they
+# parse with tiny's d_kv 64. The hub's weight files of tiny-nh16 (100 MB) and tiny-nh32
+# (150 MB) fit that (25.0M, 37.6M parameters x 4 bytes); tiny-nh8's (62.3 MB) and
+# tiny-ff2000's fit tiny's 15.6M instead (tiny-nh8 could be 8 heads of d_kv 32). tiny-el12's
+# config.json has 12 encoder and 12 decoder layers, and the files of tiny-el6, tiny-el8 and
+# tiny-dl8 fit 12 layers in the other stack; here `el`/`dl` change one stack, as the small,
+# base and large variants' configs confirm. See the README's Known limits.
 RELEASED_T5_EFFICIENT: tuple[str, ...] = tuple(
     _released('tiny', 'nl2', 'nl6', 'nl8', 'nl12', 'nl16', 'nl24', 'nl32', 'el2', 'el6', 'el8',
               'el12', 'dl2', 'dl6', 'dl8', 'ff2000', 'ff3000', 'ff6000', 'ff9000', 'ff12000',

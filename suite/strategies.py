@@ -7,8 +7,18 @@ What the factor `f` multiplies depends on the strategy:
 - `depth`, `uniform`, `deep_narrow`, `width_first`: the parameters of the Transformer layers
   (embeddings aside), approximately. `depth` multiplies the layers by `f`; `uniform` multiplies
   layers, d_model, d_ff and heads each by `f ** (1/3)`; `deep_narrow` and `width_first` split
-  `f` between depth (x) and width (x squared, as d_model and d_ff both grow).
-- `encoder_depth`, `decoder_depth`, `width`, `ff`, `heads`, `kv`: their one dimension, by `f`.
+  `f` between depth (x) and width (x squared, as d_model and d_ff both move), each by the
+  dimension it prefers, which it grows first and gives up last:
+  - `deep_narrow` prefers depth. Growing, it adds layers first, up to DEEP_NARROW_MAX_LAYERS
+    per stack, then widens. Shrinking, it keeps every layer and narrows d_model, d_ff and
+    heads together (d_kv fixed) by sqrt(f), down to one head; only a budget below that gives
+    up depth.
+  - `width_first` prefers width. Growing, it widens first, up to d_model
+    WIDTH_FIRST_MAX_D_MODEL, then adds layers. Shrinking, it keeps the width and removes
+    layers first, down to one per stack; only then does it narrow.
+  So at a given budget `deep_narrow` is never shallower and never wider than `width_first`.
+- `encoder_depth`, `decoder_depth`, `width`, `ff`, `heads`, `kv`: their one dimension, by `f`
+  (f < 1 shrinks it, f > 1 grows it).
   The layer parameters then grow by `f` only for `width` (every layer matrix has a d_model
   side); for the others they grow by less, as the rest of the layers stays put: from
   T5-Efficient small, `f = 2` gives x1.43 (encoder_depth, heads, kv) or x1.57 (decoder_depth,
@@ -42,6 +52,7 @@ from suite.shapes import (
   T5_1_1_SIZES,
   T5_EFFICIENT_SIZES,
   TEXT,
+  VISION,
   VIT_SIZES,
   Shape,
   ShapeError,
@@ -131,42 +142,79 @@ def uniform(base: Shape, factor: float) -> Shape:
   return _replace(base, factor, {**_scale_layers(base, per_dim), **_scale_width(base, per_dim)})
 
 
+def _depth_floor(base: Shape) -> float:
+  """The depth factor at which every stack is down to one layer."""
+  return 1 / max(base.num_encoder_layers, base.num_decoder_layers)
+
+
+def _width_floor(base: Shape) -> float:
+  """The width factor at which heads are down to one (d_model = d_kv where the base has
+  d_model = heads x d_kv): the narrowest width `deep_narrow` goes to before giving up depth."""
+  return 1 / base.num_heads
+
+
+def _depth_and_width(base: Shape, factor: float, depth_factor: float,
+                     width_factor: float, max_d_model: int | None = None) -> Shape:
+  changes = {}
+  if depth_factor != 1:
+    changes.update(_scale_layers(base, depth_factor))
+  if width_factor != 1:
+    changes.update(_scale_width(base, width_factor, max_d_model))
+  return _replace(base, factor, changes)
+
+
 def deep_narrow(base: Shape, factor: float,
                 max_layers: int = DEEP_NARROW_MAX_LAYERS) -> Shape:
-  """Depth first, up to `max_layers` per stack; the rest of `factor` widens everything else."""
+  """Prefers depth, in both directions; `factor` = depth x width squared.
+
+  Growing (factor > 1): layers first, up to `max_layers` per stack (or the base's depth, if
+  deeper), then d_model, d_ff and heads together (d_kv fixed) by the square root of the rest.
+  Shrinking (factor < 1): the layers stay; d_model, d_ff and heads narrow together by
+  sqrt(factor), down to a single head (width factor 1 / num_heads). Only a budget below that
+  narrowest width gives up depth: the layers then shrink by factor x num_heads^2, to one layer
+  per stack at the least.
+  """
   deepest = max(base.num_encoder_layers, base.num_decoder_layers)
-  depth_factor = min(factor, max(max_layers, deepest) / deepest)
-  depth_factor = max(depth_factor, 1 / min(base.num_encoder_layers,
-                                           base.num_decoder_layers or base.num_encoder_layers))
-  width_factor = math.sqrt(factor / depth_factor)
-  changes = _scale_layers(base, depth_factor)
-  if width_factor != 1:
-    changes.update(_scale_width(base, width_factor))
-  return _replace(base, factor, changes)
+  if factor >= 1:
+    depth_factor = min(factor, max(max_layers, deepest) / deepest)
+    width_factor = math.sqrt(factor / depth_factor)
+  else:
+    width_factor = max(math.sqrt(factor), _width_floor(base))
+    depth_factor = max(factor / width_factor ** 2, _depth_floor(base))
+  return _depth_and_width(base, factor, depth_factor, width_factor)
 
 
 def width_first(base: Shape, factor: float,
                 max_d_model: int = WIDTH_FIRST_MAX_D_MODEL) -> Shape:
-  """d_model with d_ff and heads in proportion (d_kv fixed) up to `max_d_model`, then depth.
+  """Prefers width, in both directions; `factor` = depth x width squared.
 
-  d_model never exceeds `max_d_model` (or the base's, if larger): where d_model = heads x d_kv,
-  heads stop at the most whose width fits.
+  Growing (factor > 1): d_model with d_ff and heads in proportion (d_kv fixed) up to
+  `max_d_model` (or the base's d_model, if wider), then depth with the rest; where d_model =
+  heads x d_kv, heads stop at the most whose width fits. Shrinking (factor < 1): the width
+  stays and the layers shrink by `factor` until every stack is down to one layer; only then do
+  d_model, d_ff and heads narrow, by the square root of the rest.
   """
-  width_room = max(max_d_model, base.d_model) / base.d_model
-  width_factor = min(math.sqrt(factor), width_room)
-  changes = _scale_width(base, width_factor, max_d_model)
-  depth_factor = factor / width_factor ** 2
-  if depth_factor != 1:
-    changes.update(_scale_layers(base, depth_factor))
-  return _replace(base, factor, changes)
+  if factor >= 1:
+    width_room = max(max_d_model, base.d_model) / base.d_model
+    width_factor = min(math.sqrt(factor), width_room)
+    depth_factor = factor / width_factor ** 2
+  else:
+    depth_factor = max(factor, _depth_floor(base))
+    width_factor = math.sqrt(factor / depth_factor)
+  return _depth_and_width(base, factor, depth_factor, width_factor, max_d_model)
+
+
+# Shape.domain -> the named size table of a shape's family (text: T5.1.1's for gated-GELU
+# shapes, T5-Efficient's otherwise).
+SIZE_TABLES: Mapping[str, Callable[[Shape], Mapping[str, Shape]]] = {
+    TEXT: lambda base: T5_1_1_SIZES if base.is_gated else T5_EFFICIENT_SIZES,
+    VISION: lambda base: VIT_SIZES,
+}
 
 
 def _family_table(base: Shape) -> list[Shape]:
   """The canonical sizes of the base's family, with the base's own family options."""
-  if base.domain == TEXT:
-    table = T5_1_1_SIZES if base.is_gated else T5_EFFICIENT_SIZES
-  else:
-    table = VIT_SIZES
+  table = SIZE_TABLES[base.domain](base)
   keep = ('num_encoder_layers', 'num_decoder_layers', 'd_model', 'd_ff', 'num_heads', 'd_kv')
   sizes = [dataclasses.replace(base, **{k: getattr(size, k) for k in keep})
            for size in table.values()]
@@ -235,10 +283,12 @@ def _canonical_step(base: Shape, k: int) -> Shape:
 
 
 STRATEGIES: Mapping[str, Strategy] = {s.name: s for s in (
-    Strategy('deep_narrow', f'depth first up to {DEEP_NARROW_MAX_LAYERS} layers, then d_model, '
-             'd_ff and heads together', deep_narrow),
-    Strategy('width_first', f'd_model with d_ff and heads in proportion (d_kv fixed) up to '
-             f'd_model {WIDTH_FIRST_MAX_D_MODEL}, then depth', width_first),
+    Strategy('deep_narrow', f'prefers depth: grows layers first (up to '
+             f'{DEEP_NARROW_MAX_LAYERS} per stack), then d_model, d_ff and heads together; '
+             'shrinks by narrowing them, keeping every layer', deep_narrow),
+    Strategy('width_first', f'prefers width: grows d_model with d_ff and heads in proportion '
+             f'(d_kv fixed) up to d_model {WIDTH_FIRST_MAX_D_MODEL}, then layers; shrinks by '
+             'removing layers first, narrowing only at one layer per stack', width_first),
     Strategy('depth', 'encoder and decoder layers together', depth),
     Strategy('encoder_depth', 'encoder layers only', encoder_depth),
     Strategy('decoder_depth', 'decoder layers only (encoder-decoder shapes)', decoder_depth),

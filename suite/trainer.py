@@ -1,14 +1,19 @@
-"""The train state and the jitted, sharded train and eval steps, for any model and any mesh.
+"""The train state and the jitted, sharded train step, for any model and any mesh.
 
-A model is any object with
-  init(rng) -> params                       (leaves may be `nn.LogicallyPartitioned` boxes)
-  loss(params, batch, rng) -> (loss, {name: scalar})   training mode, dropout from rng
-  eval_metrics(params, batch) -> {name: array}          sums that add up across batches
-Params handed to `loss` and `eval_metrics` are unboxed arrays. Batches are dicts of arrays with
-a leading batch dimension (this process's share of the global batch).
+A model (the `Model` protocol; a domain builds one from a Shape) has
+  init(rng) -> params                        (leaves may be `nn.LogicallyPartitioned` boxes)
+  loss(params, batch, rng) -> (loss, {name: scalar})    training mode, dropout from rng
+  example_metrics(params, batch) -> {name: [batch]}     per-example values the core sums
+  predict(params, batch, **options) -> arrays [batch, ...]   decoding, logits, features
+  loss_weight_key: str | None
+Params handed to them are unboxed arrays. Batches are dicts of arrays with a leading batch
+dimension (this process's share of the global batch). Evaluation (weighted sums over padded
+batches, predict under the mesh) is `suite.evaluation.EvalSteps`, which a Trainer holds as
+`eval_steps`, bound to the trainer's mesh and parameter shardings.
 
-A model whose loss is a mean over a number of items that varies between batches (T5: the
-target tokens that are not padding) names the metric holding that count in `loss_weight_key`.
+A model whose loss is a mean over a number of items that varies between batches (a text
+model's non-padding target tokens) names the metric holding that count in `loss_weight_key`;
+a model whose loss is a mean over examples sets it to None.
 
 State is created directly with its final sharding (nothing is materialised twice), and one
 jitted step per configuration updates it in place (the state is donated). Gradient
@@ -33,19 +38,18 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from suite import partition
+from suite.evaluation import EvalModel, EvalSteps, check_structure
 
 
-class Model(Protocol):
+class Model(EvalModel, Protocol):
   """What the training core needs from a domain's model wrapper (text, vision)."""
 
-  def init(self, rng: jax.Array) -> Any: ...
+  # The metric of `loss` holding the count its loss averages over (None: examples, equal in
+  # every microbatch); gradient accumulation weights microbatches by it.
+  loss_weight_key: str | None
 
   def loss(self, params: Any, batch: dict[str, Any],
            rng: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]: ...
-
-  def eval_metrics(self, params: Any, batch: dict[str, Any]) -> dict[str, jax.Array]: ...
-
-  # Optional: `loss_weight_key: str | None`, the metric holding the count the loss averages.
 
 
 @flax.struct.dataclass
@@ -80,6 +84,25 @@ def _tree_add(a: Any, b: Any) -> Any:
   return jax.tree_util.tree_map(jnp.add, a, b)
 
 
+def abstract_params(model: EvalModel, mesh: Mesh,
+                    rules: Sequence[tuple[str, str | None]] = partition.RULES) -> Any:
+  """The model's unboxed params as ShapeDtypeStructs carrying their shardings on `mesh`."""
+  key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(tuple(rules)):
+    boxed = jax.eval_shape(model.init, key)
+  shardings = partition.logical_shardings(boxed, mesh, rules)
+  return jax.tree_util.tree_map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), unbox(boxed), shardings)
+
+
+def eval_steps(model: EvalModel, mesh: Mesh | None = None,
+               rules: Sequence[tuple[str, str | None]] = partition.RULES) -> EvalSteps:
+  """Evaluation steps for a model without a Trainer (scoring given params): the shardings are
+  those a Trainer on the same mesh and rules gives its params."""
+  mesh = mesh if mesh is not None else partition.make_mesh()
+  return EvalSteps(model, mesh, rules, abstract_params(model, mesh, rules))
+
+
 class Trainer:
   """Sharded state creation, train step and evaluation for one model, optimizer and mesh."""
 
@@ -97,11 +120,11 @@ class Trainer:
     self._replicated = partition.replicated(self.mesh)
     self._batch_sharding = partition.batch_sharding(self.mesh)
 
-    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    params = abstract_params(model, self.mesh, self.rules)
+    self.param_shardings = jax.tree_util.tree_map(lambda x: x.sharding, params)
     with self.context():
-      boxed = jax.eval_shape(model.init, key)
-      self.param_shardings = partition.logical_shardings(boxed, self.mesh, self.rules)
-      abstract = jax.eval_shape(self._init_from_params, unbox(boxed), key)
+      abstract = jax.eval_shape(self._init_from_params, params,
+                                jax.ShapeDtypeStruct((2,), jnp.uint32))
     self.state_shardings = TrainState(
         step=self._replicated,
         params=self.param_shardings,
@@ -119,9 +142,8 @@ class Trainer:
     self._train_step = jax.jit(
         self._step, in_shardings=(self.state_shardings, self._batch_sharding),
         out_shardings=(self.state_shardings, self._replicated), donate_argnums=(0,))
-    self._eval_step = jax.jit(
-        model.eval_metrics, in_shardings=(self.param_shardings, self._batch_sharding),
-        out_shardings=self._replicated)
+    # Evaluation and predict, bound to this mesh and these parameter shardings.
+    self.eval_steps = EvalSteps(model, self.mesh, self.rules, self.abstract_state.params)
 
   def context(self) -> contextlib.ExitStack:
     """The mesh and logical-axis rules that the model's sharding annotations resolve against."""
@@ -154,12 +176,7 @@ class Trainer:
     supplying the whole value.
     """
     expected = self.abstract_state.params
-    if jax.tree_util.tree_structure(params) != jax.tree_util.tree_structure(expected):
-      got = {jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(params)}
-      want = {jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(expected)}
-      raise ValueError(
-          f'params do not match the model: missing {sorted(want - got)[:5]}, '
-          f'unexpected {sorted(got - want)[:5]}')
+    check_structure(params, expected)
 
     def place(path, x, target):
       if np.shape(x) != target.shape:
@@ -194,7 +211,7 @@ class Trainer:
     loss that is a mean over its batch's items this is exactly the whole batch's mean, however
     the items (non-padding tokens) fall between microbatches. The count itself is summed.
     """
-    key = getattr(self.model, 'loss_weight_key', None)
+    key = self.model.loss_weight_key
     micro = jax.tree_util.tree_map(self._microbatch, batch)
 
     def body(carry, xs):
@@ -251,29 +268,13 @@ class Trainer:
     with self.context():
       return self._train_step.lower(state, partition.shard_batch(batch, self.mesh))
 
-  # Evaluation.
-
-  def eval_batch(self, params: Any, batch: dict[str, Any]) -> dict[str, jax.Array]:
-    """`model.eval_metrics` on one batch, sharded; replicated device values."""
-    partition.check_batch(batch, self.mesh)
-    with self.context():
-      return self._eval_step(params, partition.shard_batch(batch, self.mesh))
+  # Evaluation (suite.evaluation.EvalSteps on this trainer's mesh and param shardings).
 
   def evaluate(self, params: Any, batches: Iterable[dict[str, Any]]) -> dict[str, float]:
-    """Sums of `model.eval_metrics` over all `batches`, accumulated in float64 on the host."""
-    totals: dict[str, float] = {}
-    pending = None
-    for batch in batches:
-      result = self.eval_batch(params, batch)
-      if pending is not None:  # fetch one batch behind, so the device stays busy
-        accumulate_sums(totals, partition.to_host(pending))
-      pending = result
-    if pending is not None:
-      accumulate_sums(totals, partition.to_host(pending))
-    return totals
+    """Weighted sums of `model.example_metrics` over `batches` (padded to one fixed size with
+    zero-weight rows), accumulated in float64 on the host."""
+    return self.eval_steps.sums(params, batches)
 
-
-def accumulate_sums(totals: dict[str, float], values: dict[str, Any]) -> None:
-  """Adds each metric's host values (summed, in float64) into `totals`, in place."""
-  for name, value in values.items():
-    totals[name] = totals.get(name, 0.0) + float(np.sum(np.asarray(value, np.float64)))
+  def predict(self, params: Any, batch: dict[str, Any], **options: Any) -> Any:
+    """`model.predict` on this process's rows of `batch`, jitted on the mesh; numpy out."""
+    return self.eval_steps.predict(params, batch, **options)

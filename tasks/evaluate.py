@@ -17,20 +17,24 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from absl import app, flags
+from absl import flags
+
+from suite import flagcheck
 
 FLAGS = flags.FLAGS
 
 
-def define_flags() -> None:
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   """The CLI flags; defined only when run as a program, so importing never clashes with the
   runner's own --data_dir/--tfds_data_dir."""
-  flags.DEFINE_string('task', None, 'Registered task name, e.g. glue_cola_v1.')
-  flags.DEFINE_string('predictions', None, 'JSONL file of {"idx": int, "prediction": str}.')
-  flags.DEFINE_string('split', 'validation', 'Split the predictions are for.')
-  flags.DEFINE_string('data_dir', None, 'Original GLUE/SuperGLUE/SQuAD files (else TFDS).')
-  flags.DEFINE_string('tfds_data_dir', None, 'TFDS data dir (default: TFDS\'s own).')
-  flags.mark_flags_as_required(['task', 'predictions'])
+  fv = {'flag_values': flag_values}
+  flags.DEFINE_string('task', None, 'Registered task name, e.g. glue_cola_v1.', required=True,
+                      **fv)
+  flags.DEFINE_string('predictions', None, 'JSONL file of {"idx": int, "prediction": str}.',
+                      required=True, **fv)
+  flags.DEFINE_string('split', 'validation', 'Split the predictions are for.', **fv)
+  flags.DEFINE_string('data_dir', None, 'Original GLUE/SuperGLUE/SQuAD files (else TFDS).', **fv)
+  flags.DEFINE_string('tfds_data_dir', None, 'TFDS data dir (default: TFDS\'s own).', **fv)
 
 
 class PredictionsError(ValueError):
@@ -141,7 +145,7 @@ def _resolve(name: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-  del argv
+  del argv  # flagcheck.run rejects positional arguments
   from tasks import sources
 
   sources.configure(data_dir=FLAGS.data_dir, tfds_data_dir=FLAGS.tfds_data_dir)
@@ -157,4 +161,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  flagcheck.run(main)

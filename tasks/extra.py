@@ -37,7 +37,7 @@ class ExtraTask:
   splits: dict[str, str]  # task split -> TFDS split
   to_text: Callable  # tf example -> (inputs, targets) string tensors
   labels: tuple[str, ...] | None  # classification: target strings, in class-id order
-  metric: str  # 'accuracy' | 'squad' | 'rouge'
+  metric: str  # 'accuracy' | 'trivia_qa' | 'rouge'
   keep: Callable | None = None  # tf example -> bool; drops unlabeled examples
 
 
@@ -148,7 +148,7 @@ TASKS = {
     ExtraTask('cosmos_qa_v1', 'reading_comprehension', 'cosmos_qa', _VALIDATION, _cosmos,
               INDEX_LABELS, 'accuracy'),
     ExtraTask('trivia_qa_v1', 'closed_book_qa', 'trivia_qa/unfiltered.nocontext', _VALIDATION,
-              _trivia, None, 'squad'),
+              _trivia, None, 'trivia_qa'),
     ExtraTask('xsum_v1', 'summarization', 'xsum', _VALIDATION, _xsum, None, 'rouge'),
   ]
 }
@@ -165,7 +165,7 @@ def _text_map(task: ExtraTask):
   def mapped(ex):
     inputs, targets = task.to_text(ex)
     out = {'inputs': inputs, 'targets': targets}
-    if task.metric == 'squad':
+    if task.metric == 'trivia_qa':
       out['answers'] = ex['answer']['aliases']
     return out
 
@@ -173,17 +173,19 @@ def _text_map(task: ExtraTask):
 
 
 def _answers(text, example=None, is_target=False):
-  """Targets: the answer and all its aliases; predictions: the decoded text."""
+  """Targets: the answer's aliases (`answer.aliases`, as T5's closed-book trivia_qa_open; the
+  value, the training target, only if there are none); predictions: the decoded text."""
   if is_target:
-    return [metrics.as_text(text), *(metrics.as_text(a) for a in example['answers'])]
+    aliases = [metrics.as_text(a) for a in example['answers']]
+    return aliases or [metrics.as_text(text)]
   return metrics.as_text(text)
 
 
 def _postprocess_and_metrics(task: ExtraTask):
   if task.metric == 'accuracy':
     return functools.partial(text_to_text.class_id, task.labels), [metrics.accuracy]
-  if task.metric == 'squad':
-    return _answers, [metrics.squad]
+  if task.metric == 'trivia_qa':
+    return _answers, [metrics.trivia_qa]
   return text_to_text.text_value, [rouge.rouge]
 
 

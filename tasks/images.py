@@ -1,4 +1,4 @@
-"""Image tasks for ViT: TFDS datasets and the embedded digits, with train/eval/few-shot pipelines.
+"""Image tasks for ViT: TFDS datasets and embedded images, with train/eval/few-shot pipelines.
 
 Pipelines yield dicts of NHWC float32 images in [-1, 1] (`'image'`) and int32 labels
 (`'label'`). Few-shot splits follow the paper's linear-probe protocol: `shots` examples per
@@ -6,7 +6,8 @@ class (1, 5, 10, 25), drawn from the task's few-shot pool by a seeded shuffle, s
 gives the same examples. The embedded digits (scikit-learn's 8x8 scans, shipped with the
 package) stand in offline: classes 0-4 are the upstream task, classes 5-9 (relabelled 0-4) the
 few-shot downstream task, as ImageNet-21k upstream and disjoint transfer datasets are in the
-paper.
+paper. The embedded glyphs (`tasks.glyphs`: 24 upstream and 12 few-shot shape classes,
+generated in memory) follow the same protocol at a scale that separates model shapes.
 """
 
 import dataclasses
@@ -14,7 +15,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from tasks import image_preprocess, tfds_load
+from tasks import glyphs, image_preprocess, tfds_load
 
 FEWSHOT_SHOTS = (1, 5, 10, 25)
 SHUFFLE_BUFFER = 10_000
@@ -25,13 +26,14 @@ class ImageTask:
   """One image classification task and where its splits come from."""
 
   name: str
-  tfds_name: str | None  # None: the embedded digits
+  tfds_name: str | None  # None: an embedded source (`embedded`)
   num_classes: int
   train_split: str
   eval_split: str
   fewshot_split: str  # the pool few-shot examples are drawn from
   image_size: int  # default resolution of the pipelines
-  augment: bool = True  # inception crop + flip for training (not for digits)
+  augment: bool = True  # inception crop + flip for training (not for embedded tasks)
+  embedded: str | None = None  # with tfds_name None: the EMBEDDED_SOURCES entry to read
 
   @property
   def splits(self) -> tuple[str, ...]:
@@ -52,8 +54,13 @@ IMAGE_TASKS = {
     ImageTask('dtd', 'dtd', 47, 'train', 'test', 'train', 224),
     # ImageNet needs a manual download; the loader's error repeats TFDS's instructions.
     ImageTask('imagenet2012', 'imagenet2012', 1000, 'train', 'validation', 'train', 224),
-    ImageTask(DIGITS_UPSTREAM, None, 5, 'train', 'test', 'train', 32, augment=False),
-    ImageTask(DIGITS_FEWSHOT, None, 5, 'train', 'test', 'train', 32, augment=False),
+    ImageTask(DIGITS_UPSTREAM, None, 5, 'train', 'test', 'train', 32, augment=False,
+              embedded='digits'),
+    ImageTask(DIGITS_FEWSHOT, None, 5, 'train', 'test', 'train', 32, augment=False,
+              embedded='digits'),
+    *(ImageTask(name, None, len(glyphs.GLYPHS[name]), 'train', 'test', 'train',
+                glyphs.IMAGE_SIZE, augment=False, embedded='glyphs')
+      for name in (glyphs.UPSTREAM, glyphs.FEWSHOT)),
   ]
 }
 
@@ -81,6 +88,10 @@ def digits_arrays(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
   return images, (digits.target[index] - low).astype(np.int64)
 
 
+# Offline image sources: (task name, split) -> (uint8 images [N, H, W, C], integer labels).
+EMBEDDED_SOURCES = {'digits': digits_arrays, 'glyphs': glyphs.split_arrays}
+
+
 def get(name: str) -> ImageTask:
   """The registered image task `name` (see `tasks.registry.get_image` for friendly errors)."""
   return IMAGE_TASKS[name]
@@ -90,7 +101,7 @@ def raw_dataset(task: ImageTask, split: str, shuffle_files: bool = False,
                 seed: int | None = None) -> tf.data.Dataset:
   """Undecorated examples {'image': uint8 [H, W, C], 'label': int64} of one split."""
   if task.tfds_name is None:
-    images, labels = digits_arrays(task.name, split)
+    images, labels = EMBEDDED_SOURCES[task.embedded](task.name, split)
     return tf.data.Dataset.from_tensor_slices({'image': images, 'label': labels})
   ds = tfds_load.load(task.tfds_name, split, shuffle_files=shuffle_files, seed=seed)
   return ds.map(lambda ex: {'image': ex['image'], 'label': ex['label']})

@@ -7,10 +7,15 @@ list their member tasks; image tasks show their source, classes and default reso
 import json
 import sys
 
-from absl import app, flags
+from absl import flags
 
+from suite import flagcheck
 from tasks import extra, registry
 from tasks.embedded import tasks as embedded
+
+# How `listing` describes each offline image source (tasks.images.EMBEDDED_SOURCES).
+EMBEDDED = {'digits': 'embedded (scikit-learn digits)',
+            'glyphs': 'embedded (generated shapes, tasks.glyphs)'}
 
 
 def text_group(name: str) -> str:
@@ -35,7 +40,7 @@ def listing() -> dict:
   for name in registry.image_task_names():
     task = registry.get_image(name)
     vision[name] = {
-      'source': f'tfds:{task.tfds_name}' if task.tfds_name else 'embedded (scikit-learn digits)',
+      'source': f'tfds:{task.tfds_name}' if task.tfds_name else EMBEDDED[task.embedded],
       'num_classes': task.num_classes,
       'splits': {'train': task.train_split, 'eval': task.eval_split,
                  'fewshot_pool': task.fewshot_split},
@@ -59,16 +64,20 @@ def table(data: dict) -> str:
   return '\n'.join(lines)
 
 
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """The CLI flags; defined only when run as a program, so that importing this module never
+  collides with another module's flags."""
+  flags.DEFINE_enum('format', 'table', ['table', 'json'], 'Output format.',
+                    flag_values=flag_values)
+
+
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  del argv  # flagcheck.run rejects positional arguments
   data = listing()
   as_json = flags.FLAGS.format == 'json'
   sys.stdout.write((json.dumps(data, indent=2) if as_json else table(data)) + '\n')
 
 
 if __name__ == '__main__':
-  # Defined only when run as a program, so that importing this module never collides with
-  # another module's flags.
-  flags.DEFINE_enum('format', 'table', ['table', 'json'], 'Output format.')
-  app.run(main)
+  define_flags()
+  flagcheck.run(main)

@@ -1,4 +1,4 @@
-"""Benchmark metrics and postprocessors, as GLUE, SuperGLUE and SQuAD define them (0-100 scale).
+"""Benchmark metrics and postprocessors, as GLUE, SuperGLUE, SQuAD and TriviaQA define them (0-100).
 
 Metric functions take `(targets, predictions)` lists of postprocessed values and return a flat
 `{name: float}` dict, the seqio/T5 convention. Postprocessors turn decoded model text (or a
@@ -144,28 +144,38 @@ def multirc_exact_match(targets: Sequence[dict], predictions: Sequence[dict]) ->
   return {'exact_match': 100.0 * float(np.mean(list(groups.values())))}
 
 
-# ---------------------------------------------------------------- SQuAD / ReCoRD
+# ---------------------------------------------------------------- SQuAD / ReCoRD / TriviaQA
 
 
 def normalize_answer(text: str) -> str:
   """The official SQuAD v1.1 normalisation: lowercase, drop punctuation, articles, extra spaces."""
   text = text.lower()
   text = ''.join(ch for ch in text if ch not in _PUNCTUATION)
-  text = re.sub(r'\b(a|an|the)\b', ' ', text)
-  return ' '.join(text.split())
+  return _drop_articles_and_spaces(text)
+
+
+def normalize_trivia_qa(text: str) -> str:
+  """The official TriviaQA normalisation (T5's `normalize_trivia_qa`): lowercase; ASCII
+  punctuation, underscores and the quotes ‘ ’ ´ ` become spaces (SQuAD's deletes them, so
+  'Mary-Kate' is 'mary kate' here, 'marykate' there); then articles and extra spaces go."""
+  text = text.lower()
+  text = ''.join(' ' if ch in _TRIVIA_QA_PUNCTUATION else ch for ch in text)
+  return _drop_articles_and_spaces(text)
+
+
+def _drop_articles_and_spaces(text: str) -> str:
+  return ' '.join(re.sub(r'\b(a|an|the)\b', ' ', text).split())
 
 
 _PUNCTUATION = frozenset(string.punctuation)
+_TRIVIA_QA_PUNCTUATION = _PUNCTUATION | frozenset('\u2018\u2019\u00b4`_')
 
 
 def exact_match_score(prediction: str, gold: str) -> float:
   return float(normalize_answer(prediction) == normalize_answer(gold))
 
 
-def token_f1_score(prediction: str, gold: str) -> float:
-  """Bag-of-tokens F1 between normalised answers (official SQuAD v1.1 definition)."""
-  pred_tokens = normalize_answer(prediction).split()
-  gold_tokens = normalize_answer(gold).split()
+def _token_f1(pred_tokens: Sequence[str], gold_tokens: Sequence[str]) -> float:
   common = collections.Counter(pred_tokens) & collections.Counter(gold_tokens)
   num_same = sum(common.values())
   if num_same == 0:
@@ -175,14 +185,30 @@ def token_f1_score(prediction: str, gold: str) -> float:
   return 2 * precision * recall / (precision + recall)
 
 
-def squad(targets: Sequence[Sequence[str]], predictions: Sequence[str]) -> dict[str, float]:
-  """SQuAD and ReCoRD: EM and F1, each the max over an example's gold answers, averaged."""
+def token_f1_score(prediction: str, gold: str) -> float:
+  """Bag-of-tokens F1 between normalised answers (official SQuAD v1.1 definition)."""
+  return _token_f1(normalize_answer(prediction).split(), normalize_answer(gold).split())
+
+
+def _qa_scores(targets: Sequence[Sequence[str]], predictions: Sequence[str],
+               normalize: Callable[[str], str]) -> dict[str, float]:
+  """EM and token F1 of normalised answers, each the max over an example's golds, x100."""
   em, f1 = [], []
   for golds, prediction in zip(targets, predictions, strict=True):
-    golds = [as_text(g) for g in golds]
+    golds = [normalize(as_text(g)) for g in golds]
     if not golds:
-      raise ValueError('an example has no gold answers; SQuAD/ReCoRD scoring needs at least one')
-    prediction = as_text(prediction)
-    em.append(max(exact_match_score(prediction, g) for g in golds))
-    f1.append(max(token_f1_score(prediction, g) for g in golds))
+      raise ValueError('an example has no gold answers; QA scoring needs at least one')
+    prediction = normalize(as_text(prediction))
+    em.append(max(float(prediction == g) for g in golds))
+    f1.append(max(_token_f1(prediction.split(), g.split()) for g in golds))
   return {'em': 100.0 * float(np.mean(em)), 'f1': 100.0 * float(np.mean(f1))}
+
+
+def squad(targets: Sequence[Sequence[str]], predictions: Sequence[str]) -> dict[str, float]:
+  """SQuAD and ReCoRD: EM and F1, each the max over an example's gold answers, averaged."""
+  return _qa_scores(targets, predictions, normalize_answer)
+
+
+def trivia_qa(targets: Sequence[Sequence[str]], predictions: Sequence[str]) -> dict[str, float]:
+  """TriviaQA as T5 scores it: EM and F1 under the TriviaQA normalisation, max over aliases."""
+  return _qa_scores(targets, predictions, normalize_trivia_qa)

@@ -11,8 +11,9 @@ import sys
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
+from suite import flagcheck
 from tasks import images, registry, sources, vocab
 
 
@@ -96,27 +97,30 @@ def show(task: str, split: str = 'validation', n: int = 3, inputs_length: int = 
   return 0
 
 
-def _define_flags() -> None:
-  # Defined only when run as a program, so that importing this module (tests, other apps)
-  # never collides with another module's flags.
-  flags.DEFINE_string('task', None, 'Task or mixture name (python -m tasks.list).')
-  flags.DEFINE_string('split', 'validation', 'Split: train, validation or a task split.')
-  flags.DEFINE_integer('n', 3, 'How many examples to show.')
-  flags.DEFINE_integer('inputs_length', 512, 'Text: inputs length in tokens.')
-  flags.DEFINE_integer('targets_length', 128, 'Text: targets length in tokens.')
-  flags.DEFINE_integer('seed', 0, 'Seed for tasks with random preprocessing.')
-  flags.DEFINE_enum('format', 'text', ['text', 'json'], 'text blocks or JSON lines.')
-  flags.DEFINE_string('vocab', None, 'SentencePiece model (default: embedded vocabulary).')
-  flags.DEFINE_string('tfds_data_dir', None, 'TFDS data directory.')
-  flags.DEFINE_string('data_dir', None, 'Original GLUE/SuperGLUE/SQuAD files (tasks.sources).')
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """The CLI flags; defined only when run as a program, so that importing this module (tests,
+  other apps) never collides with another module's flags."""
+  fv = {'flag_values': flag_values}
+  flags.DEFINE_string('task', None, 'Task or mixture name (python -m tasks.list shows them).',
+                      required=True, **fv)
+  flags.DEFINE_string('split', 'validation', 'Split: train, validation or a task split.', **fv)
+  flags.DEFINE_integer('n', 3, 'How many examples to show.', lower_bound=1, **fv)
+  flags.DEFINE_integer('inputs_length', 512, 'Text: inputs length in tokens.', lower_bound=1,
+                       **fv)
+  flags.DEFINE_integer('targets_length', 128, 'Text: targets length in tokens.', lower_bound=1,
+                       **fv)
+  flags.DEFINE_integer('seed', 0, 'Seed for tasks with random preprocessing.', lower_bound=0,
+                       **fv)
+  flags.DEFINE_enum('format', 'text', ['text', 'json'], 'text blocks or JSON lines.', **fv)
+  flags.DEFINE_string('vocab', None, 'SentencePiece model (default: embedded vocabulary).', **fv)
+  flags.DEFINE_string('tfds_data_dir', None, 'TFDS data directory.', **fv)
+  flags.DEFINE_string('data_dir', None, 'Original GLUE/SuperGLUE/SQuAD files (tasks.sources).',
+                      **fv)
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  del argv  # flagcheck.run rejects positional arguments
   f = flags.FLAGS
-  if not f.task:
-    raise app.UsageError('--task is required (python -m tasks.list shows the names)')
   vocab.configure(f.vocab)
   sources.configure(data_dir=f.data_dir, tfds_data_dir=f.tfds_data_dir)
   sys.exit(show(f.task, f.split, f.n, f.inputs_length, f.targets_length, f.seed,
@@ -124,5 +128,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
-  _define_flags()
-  app.run(main)
+  define_flags()
+  flagcheck.run(main)

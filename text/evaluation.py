@@ -1,16 +1,21 @@
 """Evaluating a T5 on seqio tasks: teacher-forced upstream metrics and decoded task metrics.
 
-Two kinds of numbers, as in T5 and the paper:
+Two kinds of numbers, as in T5 and the paper, both computed by the core's evaluation steps
+(suite.evaluation.EvalSteps: fixed-size batches with per-row weights, jitted on the training
+mesh and parameter shardings):
 - upstream (teacher-forced) metrics on a split: loss, token accuracy, negative log-perplexity
-  (the paper's pre-training quality measure), from `T5Model.eval_metrics` sums;
-- downstream task metrics: greedy decoding with the key/value cache under jit, detokenized,
-  then the task's own `postprocess_fn` and `predict_metric_fns` (seqio's contract, so the
-  benchmark, extra and embedded tasks are all scored as their registries define).
+  (the paper's pre-training quality measure), from the weighted sums of
+  `T5Model.example_metrics`;
+- downstream task metrics (`DecodeEvaluator`, an Evaluator): greedy decoding with the key/value
+  cache through the core's predict, detokenized, then the task's own `postprocess_fn` and
+  `predict_metric_fns` (seqio's contract, so the benchmark, extra and embedded tasks are all
+  scored as their registries define).
 A mixture is evaluated task by task; its metric names are prefixed with `<task>/`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -21,6 +26,7 @@ import numpy as np
 import seqio
 
 from suite import trainer
+from suite.evaluation import EvalSteps, pad_batch, process_rows
 from text.model import T5Model, finalize_metrics
 from text.network import T5Network
 
@@ -62,23 +68,15 @@ def sub_tasks(task: str | seqio.Task | seqio.Mixture,
   return tasks
 
 
-def _pad_rows(batch: Batch, batch_size: int) -> Batch:
-  """Pads a short last batch with all-zero rows (zero loss weight, so they count for nothing)."""
-  rows = len(next(iter(batch.values())))
-  if rows == batch_size:
-    return batch
-  return {k: np.concatenate([v, np.zeros((batch_size - rows,) + v.shape[1:], v.dtype)])
-          for k, v in batch.items()}
-
-
 def eval_batches(task: str | seqio.Task | seqio.Mixture, lengths: Mapping[str, int],
                  batch_size: int, split: str = 'validation',
                  max_examples: int | None = None) -> Callable[[], Iterator[Batch]]:
   """A factory of one pass over `split` as padded model batches (all sub-tasks, in order).
 
-  Every global batch has `batch_size` rows (the last padded with zero-weight rows), so the
-  eval step compiles once; each process yields its own slice of rows, and all processes the
-  same number of batches. `max_examples` caps the examples taken from each sub-task.
+  Every global batch has `batch_size` rows, the last padded with zero rows, and a per-row
+  weight (`suite.evaluation.ROW_WEIGHT`: 1 for an example, 0 for padding), so the eval step
+  compiles once and counts exactly; each process yields its own slice of rows, and all
+  processes the same number of batches. `max_examples` caps the examples from each sub-task.
   """
   tasks = sub_tasks(task, split)
   converter = seqio.EncDecFeatureConverter(pack=False)
@@ -86,8 +84,6 @@ def eval_batches(task: str | seqio.Task | seqio.Mixture, lengths: Mapping[str, i
   if batch_size < 1 or batch_size % processes:
     raise ValueError(f'eval batch_size={batch_size} must be a positive multiple of the number '
                      f'of processes ({processes})')
-  rows = slice(jax.process_index() * batch_size // processes,
-               (jax.process_index() + 1) * batch_size // processes)
 
   def one_pass() -> Iterator[Batch]:
     tf_cpu_only()
@@ -97,24 +93,22 @@ def eval_batches(task: str | seqio.Task | seqio.Mixture, lengths: Mapping[str, i
       if max_examples is not None:
         ds = ds.take(max_examples)
       for batch in ds.batch(batch_size).as_numpy_iterator():
-        padded = _pad_rows({k: batch[k] for k in BATCH_FEATURES}, batch_size)
-        yield {k: v[rows] for k, v in padded.items()}
+        yield process_rows(pad_batch({k: batch[k] for k in BATCH_FEATURES}, batch_size))
 
   return one_pass
 
 
 def upstream_metrics(model: T5Model, params: Any, task: str | seqio.Task | seqio.Mixture,
                      lengths: Mapping[str, int], *, batch_size: int = 32,
-                     split: str = 'validation',
-                     max_examples: int | None = None) -> dict[str, float]:
+                     split: str = 'validation', max_examples: int | None = None,
+                     eval_steps: EvalSteps | None = None) -> dict[str, float]:
   """Teacher-forced loss, token accuracy, neg_log_perplexity and perplexity on `split`.
 
-  One process (any number of local devices); multi-host runs get these from `fit`'s eval.
+  eval_steps: the core's evaluation steps to run on (a Trainer's `eval_steps`, bound to its
+  mesh and parameter shardings); None: new ones for `model` on all devices.
   """
-  step = jax.jit(model.eval_metrics)
-  totals: dict[str, float] = {}
-  for batch in eval_batches(task, lengths, batch_size, split, max_examples)():
-    trainer.accumulate_sums(totals, jax.device_get(step(params, batch)))
+  steps = eval_steps or trainer.eval_steps(model)
+  totals = steps.sums(params, eval_batches(task, lengths, batch_size, split, max_examples)())
   if not totals:
     raise ValueError(f'{resolve(task).name}/{split} has no examples to evaluate')
   return finalize_metrics(totals)
@@ -144,12 +138,16 @@ def _round_up(n: int, multiple: int = 8) -> int:
 
 def predict(model: T5Model, params: Any, examples: Sequence[Mapping[str, Any]],
             vocabulary: seqio.Vocabulary, *, batch_size: int, input_length: int | None,
-            max_decode_len: int) -> list[str]:
+            max_decode_len: int, eval_steps: EvalSteps | None = None) -> list[str]:
   """Greedy (cached) decodes of each example's `inputs` tokens, detokenized, in order.
 
   Inputs are padded to the longest in `examples` (at most `input_length`, rounded up to 8);
   relative positions make the padding length irrelevant, and one shape means one compile.
+  Batches of `batch_size` rows (the last padded with zero rows) go through the core's predict
+  (`eval_steps`, or new ones for `model` on all local devices), in one process.
   """
+  steps = eval_steps or trainer.eval_steps(model)
+  params = steps.place(params)
   eos = vocabulary.eos_id
   inputs = [np.asarray(ex['inputs'], np.int32) for ex in examples]
   if input_length is not None:
@@ -163,7 +161,8 @@ def predict(model: T5Model, params: Any, examples: Sequence[Mapping[str, Any]],
     tokens = np.zeros((batch_size, width), np.int32)
     for row, x in enumerate(chunk):
       tokens[row, :len(x)] = x
-    decoded = np.asarray(jax.device_get(model.decode(params, tokens, max_decode_len)))
+    decoded = steps.predict(params, {'encoder_input_tokens': tokens},
+                            max_decode_len=int(max_decode_len))
     predictions += [vocabulary.decode(row.tolist()) for row in decoded[:len(chunk)]]
   return predictions
 
@@ -198,42 +197,69 @@ def write_predictions(path: str | os.PathLike, examples: Sequence[Mapping[str, A
   os.replace(tmp, path)
 
 
+@dataclasses.dataclass(frozen=True)
+class DecodeEvaluator:
+  """Greedy decoding of `split`, scored with each task's postprocessor and metric fns: a
+  `suite.evaluation.Evaluator` (decodes run through the core's predict, on its mesh).
+
+  input_length: trims longer inputs as training did (None: no trimming). max_decode_len:
+  decode steps (None: the longest tokenized target in the split plus EOS, as seqio's
+  evaluator sizes it). A mixture gives `{'<task>/<metric>': value}` over its tasks having
+  `split`; a task gives its metric names as they are. predictions_dir: also writes
+  `<task>.<split>.jsonl` there. Decoding runs in one process (any number of local devices).
+  """
+
+  task: str | seqio.Task | seqio.Mixture
+  split: str = 'validation'
+  batch_size: int = 32
+  input_length: int | None = None
+  max_decode_len: int | None = None
+  max_examples: int | None = None
+  predictions_dir: str | os.PathLike | None = None
+
+  def evaluate(self, steps: EvalSteps, params: Any) -> dict[str, float]:
+    provider = resolve(self.task)
+    tasks = sub_tasks(provider, self.split)
+    scorable = [t for t in tasks if t.predict_metric_fns]
+    if not scorable:
+      raise ValueError(
+          f'{provider.name} has no prediction metrics to decode for (metric_fns are empty); '
+          'use upstream_metrics for teacher-forced loss and perplexity instead')
+    prefix = isinstance(provider, seqio.Mixture)
+    params = steps.place(params)
+    result: dict[str, float] = {}
+    for sub in scorable:
+      examples = split_examples(sub, self.split, self.max_examples)
+      if not examples:
+        raise ValueError(f'{sub.name}/{self.split} has no examples to evaluate')
+      vocabulary = sub.output_features['targets'].vocabulary
+      decode_len = self.max_decode_len or max(len(ex['targets']) for ex in examples)
+      predictions = predict(steps.model, params, examples, vocabulary,
+                            batch_size=self.batch_size, input_length=self.input_length,
+                            max_decode_len=decode_len, eval_steps=steps)
+      if self.predictions_dir is not None:
+        write_predictions(os.path.join(self.predictions_dir, f'{sub.name}.{self.split}.jsonl'),
+                          examples, predictions)
+      metrics = score(sub, examples, predictions)
+      result.update({f'{sub.name}/{k}' if prefix else k: v for k, v in metrics.items()})
+    return result
+
+
 def evaluate_task(model: T5Model | T5Network, params: Any,
                   task: str | seqio.Task | seqio.Mixture, *, split: str = 'validation',
                   batch_size: int = 32, input_length: int | None = None,
                   max_decode_len: int | None = None, max_examples: int | None = None,
-                  predictions_dir: str | os.PathLike | None = None) -> dict[str, float]:
+                  predictions_dir: str | os.PathLike | None = None,
+                  eval_steps: EvalSteps | None = None) -> dict[str, float]:
   """Decodes `split` greedily and scores it with the task's postprocessor and metric fns.
 
-  input_length: trims longer inputs as training did (None: no trimming). max_decode_len:
-  decode steps (None: the longest tokenized target in the split plus EOS, as seqio's
-  evaluator sizes it). A mixture returns `{'<task>/<metric>': value}` over its tasks having
-  `split`; a task returns its metric names as they are. predictions_dir: also writes
-  `<task>.<split>.jsonl` there. Decoding runs in one process (any number of local devices).
+  The options are `DecodeEvaluator`'s. eval_steps: the core's evaluation steps of `model`
+  (a Trainer's `eval_steps`, bound to its mesh and parameter shardings); None: new ones on
+  all local devices.
   """
   if isinstance(model, T5Network):
     model = T5Model(model)
-  provider = resolve(task)
-  tasks = sub_tasks(provider, split)
-  scorable = [t for t in tasks if t.predict_metric_fns]
-  if not scorable:
-    raise ValueError(
-        f'{provider.name} has no prediction metrics to decode for (metric_fns are empty); '
-        'use upstream_metrics for teacher-forced loss and perplexity instead')
-  prefix = isinstance(provider, seqio.Mixture)
-  result: dict[str, float] = {}
-  for sub in scorable:
-    examples = split_examples(sub, split, max_examples)
-    if not examples:
-      raise ValueError(f'{sub.name}/{split} has no examples to evaluate')
-    vocabulary = sub.output_features['targets'].vocabulary
-    decode_len = max_decode_len or max(len(ex['targets']) for ex in examples)
-    predictions = predict(model, params, examples, vocabulary, batch_size=batch_size,
-                          input_length=input_length, max_decode_len=decode_len)
-    if predictions_dir is not None:
-      write_predictions(os.path.join(predictions_dir, f'{sub.name}.{split}.jsonl'), examples,
-                        predictions)
-    metrics = score(sub, examples, predictions)
-    result.update({f'{sub.name}/{k}' if prefix else k: v for k, v in metrics.items()})
-  return result
-
+  evaluator = DecodeEvaluator(task, split=split, batch_size=batch_size,
+                              input_length=input_length, max_decode_len=max_decode_len,
+                              max_examples=max_examples, predictions_dir=predictions_dir)
+  return evaluator.evaluate(eval_steps or trainer.eval_steps(model), params)

@@ -1,9 +1,12 @@
 """The T5 model wrapper (t5x-style): loss, teacher-forced metrics and cached greedy decoding.
 
 The network (text.network.T5Network) is a pure Flax module; this wrapper is what the shared
-training core drives: `init(rng) -> params`, `loss(params, batch, rng) -> (loss, metrics)`,
-`eval_metrics(params, batch) -> sums`. Batches use seqio EncDecFeatureConverter names:
-encoder_input_tokens, decoder_input_tokens, decoder_target_tokens, decoder_loss_weights.
+training core drives (suite.trainer.Model): `init(rng) -> params`, `loss(params, batch, rng)
+-> (loss, metrics)`, `example_metrics(params, batch) -> {name: [batch]}` (teacher-forced
+per-example sums, which the core adds up with the per-row eval weights) and
+`predict(params, batch, max_decode_len)` (cached greedy decoding, run by the core under the
+training mesh). Batches use seqio EncDecFeatureConverter names: encoder_input_tokens,
+decoder_input_tokens, decoder_target_tokens, decoder_loss_weights.
 """
 
 from __future__ import annotations
@@ -172,20 +175,36 @@ class T5Model:
     }
     return total, metrics
 
-  def eval_metrics(self, params, batch: Mapping[str, jax.Array]) -> dict:
-    """Teacher-forced sums over the batch; add them across batches, then `finalize_metrics`."""
+  def example_metrics(self, params, batch: Mapping[str, jax.Array]) -> dict:
+    """Teacher-forced sums over each example's target tokens, `[batch]` each; the core adds
+    them over an evaluation set (suite.evaluation), then `finalize_metrics` gives means."""
     _check_batch(batch)
     logits = self._logits(params, batch)
     loss, _, nll, correct = cross_entropy_with_logits(
         logits, batch['decoder_target_tokens'], self.z_loss, self.label_smoothing)
     weights = _weights(batch)
     return {
-        'loss_sum': jnp.sum(loss * weights),
-        'nll_sum': jnp.sum(nll * weights),
-        'correct_sum': jnp.sum(correct * weights),
-        'weight_sum': jnp.sum(weights),
-        'num_examples': jnp.asarray(weights.shape[0], jnp.float32),
+        'loss_sum': jnp.sum(loss * weights, axis=-1),
+        'nll_sum': jnp.sum(nll * weights, axis=-1),
+        'correct_sum': jnp.sum(correct * weights, axis=-1),
+        'weight_sum': jnp.sum(weights, axis=-1),
+        'num_examples': jnp.ones(weights.shape[:1], jnp.float32),
     }
+
+  def eval_metrics(self, params, batch: Mapping[str, jax.Array]) -> dict:
+    """`example_metrics` summed over the batch (every row counted)."""
+    return {k: jnp.sum(v) for k, v in self.example_metrics(params, batch).items()}
+
+  def predict(self, params, batch: Mapping[str, jax.Array],
+              max_decode_len: int | None = None) -> jax.Array:
+    """Greedy decodes `[batch, max_decode_len]` of `batch['encoder_input_tokens']` (`decode`);
+    max_decode_len None: the length of `batch['decoder_target_tokens']`."""
+    if max_decode_len is None:
+      if 'decoder_target_tokens' not in batch:
+        raise ValueError('predict needs max_decode_len, or decoder_target_tokens in the batch '
+                         'to take the decode length from.')
+      max_decode_len = batch['decoder_target_tokens'].shape[1]
+    return self.decode(params, batch['encoder_input_tokens'], max_decode_len)
 
   def decode(self, params, encoder_input_tokens: jax.Array, max_decode_len: int) -> jax.Array:
     """Greedy tokens [batch, max_decode_len] under jit, self-attention keys/values cached (the

@@ -5,6 +5,8 @@ model.safetensors, a sharded model.safetensors.index.json, or pytorch_model.bin)
 network access; `network.apply({'params': params}, encoder_input_tokens, decoder_input_tokens)`
 gives the logits of `T5ForConditionalGeneration(input_ids=..., decoder_input_ids=...)`.
 `to_hf(model, params, path)` writes config.json + model.safetensors that transformers loads.
+`from_mesh_tf(model_dir, step=None)` (text/mesh_tf.py) reads the paper's Mesh TensorFlow
+checkpoints the same way.
 """
 
 from __future__ import annotations
@@ -375,3 +377,11 @@ def to_hf(model: T5Model | T5Network | Shape, params: Mapping, path: str,
   with open(os.path.join(path, CONFIG_FILE), 'w') as f:
     json.dump(config_from_shape(shape, epsilon, network.dropout_rate), f, indent=2)
   save_file(tensors, os.path.join(path, SAFETENSORS_FILE), metadata={'format': 'pt'})
+
+
+def __getattr__(name: str) -> Any:
+  """Re-exports `from_mesh_tf` (text/mesh_tf.py, which imports this module) on first use."""
+  if name == 'from_mesh_tf':
+    from text.mesh_tf import from_mesh_tf
+    return from_mesh_tf
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

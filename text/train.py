@@ -191,7 +191,8 @@ def finetune(model_or_shape: T5Model | Shape, task: str, *, steps: int, batch_si
         model, fit.state.params, task, split=eval_split,
         batch_size=eval_batch_size or batch_size, input_length=input_length,
         max_decode_len=max_decode_len, max_examples=max_eval_examples,
-        predictions_dir=os.path.join(os.fspath(workdir), PREDICTIONS_DIR))
+        predictions_dir=os.path.join(os.fspath(workdir), PREDICTIONS_DIR),
+        eval_steps=fit.trainer.eval_steps)  # decodes on the run's mesh and param shardings
   return TextResult(stage=FINETUNE, task=task, status=fit.status, steps=fit.step,
                     wall_s=time.perf_counter() - start, metrics=metrics,
                     upstream=dict(fit.eval_metrics), train_metrics=dict(fit.train_metrics),

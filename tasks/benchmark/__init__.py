@@ -4,7 +4,7 @@ Importing this package registers the tasks and the `glue`, `super_glue` and
 `glue_super_glue_squad` mixtures with seqio (no data is read, no vocabulary built).
 """
 
-from tasks.benchmark.averages import COLUMNS, averages
+from tasks.benchmark.averages import COLUMNS, SQUAD, SUMMARY_COLUMNS, averages
 from tasks.benchmark.seqio_tasks import MIXTURES, OUTPUT_FEATURES, VOCABULARY, register
 from tasks.benchmark.specs import (
   CAP,
@@ -21,6 +21,7 @@ from tasks.benchmark.specs import (
 register()
 
 __all__ = [
-  'CAP', 'COLUMNS', 'EVAL_TASKS', 'MIXTURES', 'OUTPUT_FEATURES', 'SPECS', 'TRAIN_TASKS',
-  'VOCABULARY', 'TaskSpec', 'averages', 'examples', 'get', 'iter_examples', 'register', 'score',
+  'CAP', 'COLUMNS', 'EVAL_TASKS', 'MIXTURES', 'OUTPUT_FEATURES', 'SPECS', 'SQUAD',
+  'SUMMARY_COLUMNS', 'TRAIN_TASKS', 'VOCABULARY', 'TaskSpec', 'averages', 'examples', 'get',
+  'iter_examples', 'register', 'score',
 ]

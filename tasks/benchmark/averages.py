@@ -1,9 +1,14 @@
-"""Benchmark averages as the T5 paper computes them.
+"""Benchmark averages as the T5 paper computes them, and the Scale-Efficiently summary columns.
 
 A benchmark column (e.g. MRPC) is the mean of its metrics (F1 and accuracy; Pearson and
 Spearman; MNLI matched and mismatched accuracy; CB F1 and accuracy; MultiRC F1a and EM; ReCoRD
 F1 and EM); the GLUE and SuperGLUE scores are the means of their 8 columns. WNLI and the
 diagnostic sets are not part of either (T5 does not train on them).
+
+The paper's summary columns are GLUE, SuperGLUE, SQuAD and AVG (the mean of the three). The
+SQuAD column is SQuAD v1.1 exact match (EM): under its SQuAD heading the T5 paper reports EM
+alone, finding EM and F1 highly correlated (its baseline's 80.88 is an EM), and Tay et al.
+report T5-style tables from T5's codebase. F1 is still scored per task, not averaged in.
 """
 
 from __future__ import annotations
@@ -36,12 +41,18 @@ COLUMNS: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
   },
 }
 
+# The (task, metric) of the SQuAD summary column, and the three columns AVG averages.
+SQUAD: tuple[str, str] = ('squad11_v1', 'em')
+SUMMARY_COLUMNS: tuple[str, ...] = ('glue_average', 'super_glue_average', 'squad')
+
 
 def averages(scores: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-  """Columns and benchmark averages from `{task_name: {metric: value}}` validation scores.
+  """Columns and summary averages from `{task_name: {metric: value}}` validation scores.
 
-  Returns every column whose metrics are all present, plus `glue_average` /
-  `super_glue_average` when all 8 columns of that benchmark are.
+  Returns every column whose metrics are all present; `glue_average` / `super_glue_average`
+  when all 8 columns of that benchmark are; `squad` (SQuAD v1.1 EM) when `squad11_v1` has `em`;
+  and `avg`, the mean of those three, when all three are present. A summary value whose inputs
+  are incomplete is left out, never averaged over what is there.
   """
   result: dict[str, float] = {}
   for benchmark, columns in COLUMNS.items():
@@ -52,4 +63,9 @@ def averages(scores: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
         column_values.append(result[column])
     if len(column_values) == len(columns):
       result[f'{benchmark}_average'] = float(np.mean(column_values))
+  task, metric = SQUAD
+  if metric in scores.get(task, {}):
+    result['squad'] = float(scores[task][metric])
+  if all(column in result for column in SUMMARY_COLUMNS):
+    result['avg'] = float(np.mean([result[column] for column in SUMMARY_COLUMNS]))
   return result

@@ -32,7 +32,9 @@ class MLP(nn.Module):
 
 
 class ToyModel:
-  """init / loss / eval_metrics as the trainer expects them."""
+  """init / loss / example_metrics / predict as the training core expects them."""
+
+  loss_weight_key = None  # the loss is a mean over examples
 
   def __init__(self, features: int = 8, hidden: int = 32, classes: int = 4,
                dropout: float = 0.0):
@@ -48,11 +50,16 @@ class ToyModel:
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch['y'])
     return jnp.mean(losses), {'accuracy': accuracy}
 
-  def eval_metrics(self, params, batch):
+  def example_metrics(self, params, batch):
     logits = self.net.apply({'params': params}, batch['x'], train=False)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch['y'])
-    return {'loss_sum': jnp.sum(losses), 'correct': jnp.sum(jnp.argmax(logits, -1) == batch['y']),
-            'count': jnp.asarray(batch['y'].shape[0], jnp.float32)}
+    return {'loss_sum': losses, 'correct': jnp.argmax(logits, -1) == batch['y'],
+            'count': jnp.ones_like(losses)}
+
+  def predict(self, params, batch, top: int = 1):
+    """The `top` most likely classes of each example, most likely first."""
+    logits = self.net.apply({'params': params}, batch['x'], train=False)
+    return jnp.argsort(-logits, axis=-1)[:, :top]
 
 
 def summarize(sums):

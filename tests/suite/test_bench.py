@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from suite import bench, costs, shapes
+from suite import bench, costs, flagcheck, shapes
+from suite.domain import ModelOptions
 
 NAME = 'tiny-nl2-dm128-ff512-nh2'
 
@@ -15,9 +16,9 @@ NAME = 'tiny-nl2-dm128-ff512-nh2'
 @pytest.fixture(scope='module')
 def record():
   return bench.bench_shape(
-      'text', NAME, batch_size=8, steps=2, warmup=1, repeats=2, dtype='float32',
-      attention=None, remat='none', scan=False, optimizer_name='adafactor', microbatches=1,
-      compare=True, lengths_options={'input_length': 64, 'target_length': 16})
+      'text', NAME, batch_size=8, steps=2, warmup=1, repeats=2,
+      options=ModelOptions(dtype='float32'), optimizer_name=None, microbatches=1,
+      compare=True, workload={'input_length': 64, 'target_length': 16})
 
 
 def test_record_carries_the_plan_and_the_measurement(record):
@@ -58,12 +59,12 @@ def test_no_xla_flop_cross_check_for_steps_with_loops():
   """Scanned layers and microbatches run in loops, whose bodies XLA's cost analysis counts once
   (it gave 0.30x the cost model for a scanned 16+16-layer step): the record leaves it out."""
   looped = bench.bench_shape(
-      'text', NAME, batch_size=4, steps=1, warmup=1, repeats=1, dtype='float32',
-      attention=None, remat='none', scan=True, optimizer_name='adamw', microbatches=2,
-      compare=False, lengths_options={'input_length': 16, 'target_length': 8})
+      'text', NAME, batch_size=4, steps=1, warmup=1, repeats=1,
+      options=ModelOptions(dtype='float32', scan=True), optimizer_name='adamw', microbatches=2,
+      compare=False, workload={'input_length': 16, 'target_length': 8})
   assert looped['xla_flops_per_step'] is None and looped['xla_over_model_flops'] is None
   assert 'no XLA FLOP cross-check' in looped['method']
-  assert looped['step_s'] > 0 and looped['final_loss'] > 0
+  assert looped['step_s'] > 0 and looped['final_loss'] > 0 and looped['optimizer'] == 'adamw'
 
 
 def test_reference_is_timed_on_the_same_batch(record):
@@ -79,14 +80,36 @@ def test_reference_is_timed_on_the_same_batch(record):
 
 
 @pytest.mark.parametrize('args, expected', [
-    (['--shapes=tinyy'], 'closest names: tiny'),
-    (['--domain=vision', '--shapes=S/16'], "domain 'vision' has no models"),
-    (['--shapes=tiny', '--attention=cudnn'], '--attention=cudnn needs an NVIDIA GPU'),
+    (['--steps=0'], '--steps=0 is out of range: --steps takes an integer >= 1; '
+                    'e.g. --steps=10 (the default)'),
+    (['--steps=ten'], '--steps=ten is not an integer: --steps takes an integer >= 1'),
+    (['--repeats=0'], '--repeats=0 is out of range: --repeats takes an integer >= 1'),
+    (['--warmup=-1'], '--warmup=-1 is out of range: --warmup takes an integer >= 0'),
+    (['--batch=0'], '--batch=0 is out of range: --batch takes an integer >= 1'),
+    (['--microbatches=0'], '--microbatches=0 is out of range'),
+    (['--input_length=0'], '--input_length=0 is out of range: --input_length takes an integer'),
+    (['--target_length=-4'], '--target_length=-4 is out of range'),
+    (['--dtype=float16'], '--dtype=float16: value should be one of <auto|float32|bfloat16>'),
+    (['small'], 'unexpected arguments small'),
 ])
-def test_bad_names_exit_with_one_line(args, expected):
+def test_bad_flag_values_are_one_line_errors(args, expected):
+  """Checked as flags are parsed, before main(): --steps=0 used to divide by zero and
+  --repeats=0 take the median of no windows."""
+  with pytest.raises(flagcheck.FlagError) as error:
+    flagcheck.parse(['suite.bench', *args], flagcheck.copy_flags(bench))
+  assert str(error.value).startswith(expected) and '\n' not in str(error.value)
+
+
+@pytest.mark.parametrize('args, expected', [
+    (['--shapes=tinyy'], 'closest names: tiny'),
+    (['--domain=audio', '--shapes=S/16'], "unknown domain 'audio'"),
+    (['--shapes=tiny', '--attention=cudnn'], '--attention=cudnn needs an NVIDIA GPU'),
+    (['--shapes=tiny', '--batch=3', '--microbatches=2'], '--batch=3: global batch size 3 is not'),
+])
+def test_bad_names_and_values_exit_with_one_line(args, expected):
   done = subprocess.run([sys.executable, '-m', 'suite.bench', *args], capture_output=True,
                         text=True, timeout=300)
-  assert done.returncode != 0 and done.stdout == ''
+  assert done.returncode == 1 and done.stdout == ''
   errors = [line for line in done.stderr.splitlines() if line.startswith('error:')]
   assert len(errors) == 1 and expected in errors[0]
 
@@ -105,8 +128,48 @@ def test_cli_prints_a_json_list():
 
 
 @pytest.mark.parametrize('platform, dtype, expected', [
-    ('gpu', 'bfloat16', 'cudnn'), ('gpu', 'float32', None), ('cpu', 'float32', None),
-    ('tpu', 'bfloat16', None)])
+    ('gpu', 'bfloat16', 'cudnn'), ('gpu', 'float32', 'xla'), ('cpu', 'float32', 'xla'),
+    ('tpu', 'bfloat16', 'xla')])
 def test_auto_attention_is_cudnn_only_on_gpus_in_bfloat16(platform, dtype, expected):
   assert bench._resolve_attention('auto', platform, dtype) == expected
   assert bench._resolve_attention('xla', platform, dtype) == 'xla'
+
+
+def test_the_optimizer_and_lengths_come_from_the_domain(record):
+  assert record['optimizer'] == 'adafactor'  # the text domain's first preset, its default
+  assert (record['input_length'], record['target_length']) == (64, 16)
+  assert record['attention'] == 'xla' and record['dtype'] == 'float32'
+
+
+# Modules a GPU machine runs suite.bench without: the input pipelines and their configs.
+HEAVY = ('tensorflow', 'seqio', 'tensorflow_datasets', 'clu', 'ml_collections')
+BLOCKED_RUN = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+  def find_spec(self, name, path=None, target=None):
+    if name.split('.')[0] in {HEAVY!r}:
+      raise ImportError(f'{{name}} is blocked: suite.bench must run without it')
+sys.meta_path.insert(0, Block())
+from suite import bench
+from suite.domain import ModelOptions
+item = bench.bench_shape('text', {NAME!r}, batch_size=2, steps=1, warmup=0, repeats=1,
+                         options=ModelOptions(), optimizer_name=None, microbatches=1,
+                         compare=False, workload={{'input_length': 8, 'target_length': 4}})
+print(item['tokens_per_s'] > 0, sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))
+"""
+
+
+def test_bench_imports_and_runs_without_the_input_pipelines():
+  """suite.bench and the domains it loads import no TensorFlow, seqio, TFDS, clu or
+  ml_collections (stages import them when they run), so a bare GPU machine can time a step."""
+  done = subprocess.run([sys.executable, '-c', BLOCKED_RUN], capture_output=True, text=True,
+                        timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert done.stdout.split() == ['True', '[]']
+
+
+def test_unknown_optimizer_names_the_domains_presets():
+  done = subprocess.run([sys.executable, '-m', 'suite.bench', '--shapes=tiny',
+                         '--optimizer=adam'], capture_output=True, text=True, timeout=300)
+  assert done.returncode == 1 and done.stdout == ''
+  assert "text has no optimizer 'adam'; valid: adafactor, adamw" in done.stderr

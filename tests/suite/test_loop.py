@@ -168,3 +168,27 @@ def test_running_out_of_data_is_an_error(tmp_path):
   config = loop.LoopConfig(num_steps=5, tensorboard=False)
   with pytest.raises(ValueError, match='ran out after 2 batches'):
     loop.fit(ToyModel(), OPTIMIZER, [make_batch(0), make_batch(1)], config, tmp_path)
+
+
+def test_resume_drops_a_metrics_line_cut_by_the_kill(tmp_path, straight, caplog):
+  """Killed while writing step 8's line (last checkpoint: 5), metrics.jsonl ends in a cut line
+  (no newline, not JSON): the resume drops it with a warning and draws the same curve."""
+  straight_dir, _ = straight
+
+  def crashing(start):
+    for i, batch in enumerate(batches(start), start=start):
+      if i == 7:
+        raise Crash()
+      yield batch
+
+  with pytest.raises(Crash):
+    loop.fit(ToyModel(dropout=0.3), OPTIMIZER, crashing, RESUME_CONFIG, tmp_path)
+  path = tmp_path / metrics_log.METRICS_FILE
+  cut = b'{"step": 8, "train/loss": 1.2'
+  with open(path, 'ab') as f:
+    f.write(cut)
+  with caplog.at_level('WARNING'):
+    resumed = loop.fit(ToyModel(dropout=0.3), OPTIMIZER, batches, RESUME_CONFIG, tmp_path)
+  assert resumed.resumed_from == 5 and resumed.status == 'ok'
+  assert f'{path}: dropping a cut final line ({len(cut)} bytes' in caplog.text
+  assert _train_losses(tmp_path) == _train_losses(straight_dir)

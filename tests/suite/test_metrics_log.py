@@ -3,6 +3,9 @@
 import glob
 import json
 import os
+import re
+
+import pytest
 
 from suite import metrics_log
 
@@ -53,3 +56,76 @@ def test_resuming_drops_lines_written_after_the_checkpoint(tmp_path):
     logger.write_train(4, {'loss': 40.0}, examples_per_step=1)
   losses = [(r['step'], r['train/loss']) for r in metrics_log.read_metrics(tmp_path)]
   assert losses == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 40.0)]
+
+
+def _write_losses(workdir, steps):
+  with metrics_log.MetricsLogger(workdir, total_steps=10, tensorboard=False) as logger:
+    for step in steps:
+      logger.write_train(step, {'loss': float(step)}, examples_per_step=1)
+
+
+def test_each_record_is_one_unbuffered_write_of_a_whole_line(tmp_path, monkeypatch):
+  """A kill can then cut only the line being written, never leave a buffer half flushed."""
+  writes = []
+  real_write = os.write
+
+  def spy(fd, data):
+    writes.append(bytes(data))
+    return real_write(fd, data)
+
+  monkeypatch.setattr(metrics_log.os, 'write', spy)
+  _write_losses(tmp_path, [1, 2])
+  monkeypatch.undo()
+  assert len(writes) == 2
+  assert all(w.endswith(b'\n') and w.count(b'\n') == 1 for w in writes)
+  assert (tmp_path / metrics_log.METRICS_FILE).read_bytes() == b''.join(writes)
+
+
+def test_a_cut_final_line_is_dropped_on_resume_with_a_warning(tmp_path, caplog):
+  _write_losses(tmp_path, [1, 2, 3, 4])
+  path = tmp_path / metrics_log.METRICS_FILE
+  cut = b'{"step": 5, "train/loss": 5.0, "steps_'  # killed mid-write: no newline
+  with open(path, 'ab') as f:
+    f.write(cut)
+  with caplog.at_level('WARNING'):
+    assert [r['step'] for r in metrics_log.read_metrics(tmp_path)] == [1, 2, 3, 4]
+  assert f'{path}: skipping a cut final line ({len(cut)} bytes' in caplog.text
+  caplog.clear()
+  # The last checkpoint was at step 3: the resume drops step 4 and the cut line, then appends.
+  with caplog.at_level('WARNING'):
+    with metrics_log.MetricsLogger(tmp_path, total_steps=10, start_step=3,
+                                   tensorboard=False) as logger:
+      logger.write_train(4, {'loss': 40.0}, examples_per_step=1)
+  assert f'{path}: dropping a cut final line ({len(cut)} bytes' in caplog.text
+  losses = [(r['step'], r['train/loss']) for r in metrics_log.read_metrics(tmp_path)]
+  assert losses == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 40.0)]
+  assert path.read_bytes().endswith(b'}\n')
+
+
+def test_a_whole_final_record_without_its_newline_is_kept(tmp_path):
+  _write_losses(tmp_path, [1, 2])
+  path = tmp_path / metrics_log.METRICS_FILE
+  path.write_bytes(path.read_bytes().rstrip(b'\n'))
+  with metrics_log.MetricsLogger(tmp_path, total_steps=10, start_step=2,
+                                 tensorboard=False) as logger:
+    logger.write_train(3, {'loss': 3.0}, examples_per_step=1)
+  assert [r['step'] for r in metrics_log.read_metrics(tmp_path)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize('corrupt, line', [
+    (b'{"step": 2, "train/lo\n', 2),  # a cut line that later lines follow
+    (b'not json\n', 2),  # an invalid final line that was written whole
+])
+def test_an_invalid_line_elsewhere_is_an_error_naming_the_file_and_line(tmp_path, corrupt,
+                                                                        line):
+  _write_losses(tmp_path, [1])
+  path = tmp_path / metrics_log.METRICS_FILE
+  with open(path, 'ab') as f:
+    f.write(corrupt)
+    if corrupt.startswith(b'{'):  # later whole lines follow the cut one
+      f.write(b'{"step": 3, "train/loss": 3.0}\n')
+  expected = re.escape(f'{path}:{line}: not valid JSON')
+  with pytest.raises(metrics_log.MetricsFileError, match=expected):
+    metrics_log.read_metrics(tmp_path)
+  with pytest.raises(metrics_log.MetricsFileError, match=expected):
+    metrics_log.MetricsLogger(tmp_path, total_steps=10, start_step=1, tensorboard=False)

@@ -47,6 +47,12 @@ def test_table_shows_flops_relative_to_the_first_shape():
   assert lines[2].startswith('small-nl16') and '62.1%' in lines[2]
 
 
+def test_named_shapes_keep_their_names():
+  """A label never reads as another size, but a shape the user named keeps that name."""
+  items = _json('--shapes=tiny-nl2-dm128-ff512-nh2')
+  assert items[0]['name'] == 'tiny-nl2-dm128-ff512-nh2'
+
+
 def test_vision_shapes_and_lengths():
   items = _json('--domain=vision', '--shapes=B/16,S/16-nl24')
   assert items[0]['params'] == 86_567_656 and items[0]['image_size'] == 224
@@ -69,12 +75,46 @@ def test_strategy_budgets_and_steps():
   assert flops[0]['train_flops_per_example'] == pytest.approx(2e11, rel=0.1)
 
 
+def _table_rows(*flags) -> list[dict]:
+  result = _plan(*flags, '--format=table')
+  assert result.returncode == 0, result.stderr
+  header, *rows = result.stdout.splitlines()
+  columns = header.split()
+  return [dict(zip(columns, row.split(), strict=False)) for row in rows
+          if not row.startswith('lengths:')]
+
+
+def test_deep_narrow_below_the_base_is_deeper_and_narrower_than_width_first():
+  """The issue's acceptance: at small-nl16's size (1.34e8) from base, DeepNarrow keeps depth
+  (at least 12 layers per stack) and narrows; width_first gives up depth instead."""
+  common = ('--domain=text', '--base=base', '--budgets=1.34e8')
+  (deep,) = _table_rows('--strategy=deep_narrow', *common)
+  (wide,) = _table_rows('--strategy=width_first', *common)
+  assert int(deep['enc']) >= 12 and int(deep['dec']) >= 12 and int(deep['d_model']) < 768
+  assert int(wide['enc']) <= int(deep['enc']) and int(wide['dec']) <= int(deep['dec'])
+  assert int(wide['d_model']) >= int(deep['d_model'])
+  assert (deep['enc'], deep['d_model'], deep['heads']) == ('12', '576', '9')
+  assert (wide['name'], wide['enc'], wide['d_model']) == ('base-nl7', '7', '768')
+  assert deep['name'] == 'text:el12-dl12-dm576-ff2432-nh9-kv64-relu-v32128'
+
+
 @pytest.mark.parametrize('flags,expected', [
     (('--shapes=smal-nl16',), 'closest names: small'),
     (('--domain=text', '--shapes=B/16'), 'unknown text shape'),
     (('--strategy=deep_narow', '--base=small', '--budgets=1e8'), 'closest: deep_narrow'),
     (('--strategy=depth', '--base=small', '--budgets=1e3'), 'reachable params run from'),
-    (('--strategy=depth', '--base=small', '--budgets=lots'), 'comma-separated numbers, e.g. 1e8'),
+    (('--strategy=depth', '--base=small', '--budgets=lots'),
+     '--budgets=lots is not valid: --budgets takes comma-separated numbers > 0, e.g. 1e8'),
+    (('--strategy=depth', '--base=small', '--budgets=1e8,-2e8'), '--budgets=1e8,-2e8 is not valid'),
+    (('--strategy=depth', '--base=small', '--budgets=0'), '--budgets=0 is not valid'),
+    (('--shapes=small', '--input_length=0'),
+     r'--input_length=0 is out of range: --input_length takes an integer >= 1; '
+     r'e.g. --input_length=512 \(the default\)$'),
+    (('--shapes=small', '--target_length=-1'), '--target_length=-1 is out of range'),
+    (('--shapes=small', '--batch=0'), '--batch=0 is out of range: --batch takes an integer >= 1'),
+    (('--shapes=small', '--batch=many'), '--batch=many is not an integer'),
+    (('--shapes=small', '--format=xml'), '--format=xml: value should be one of <json|table>'),
+    (('--shapes=small', 'base'), 'unexpected arguments base; flags are --name=value'),
     (('--strategy=depth', '--base=small', '--steps=1100'), 'step 1100 .* from -12 to 12'),
     (('--strategy=depth', '--base=small', '--steps=-1100'), 'step -1100 .* from -12 to 12'),
     (('--strategy=depth', '--base=small', '--steps=1.5'),

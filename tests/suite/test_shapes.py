@@ -83,6 +83,34 @@ def test_values_a_name_cannot_carry_get_a_descriptive_name():
   assert shapes.display_name(odd_patch).startswith('vision:p20-i60-')
 
 
+@pytest.mark.parametrize('name', shapes.RELEASED_T5_EFFICIENT)
+def test_released_checkpoints_are_labelled_by_their_names(name):
+  # Width knobs too (small-dm768 is a checkpoint of its own), in canonical knob order.
+  assert shapes.display_name(shapes.parse(name)) == NON_CANONICAL_RELEASED.get(name, name)
+
+
+@pytest.mark.parametrize('name,label', [
+    # Depth knobs and at most one width knob on a size with the shape's d_model: kept.
+    ('large-nl6', 'large-nl6'),
+    ('small-nl12-ff2176', 'small-nl12-ff2176'),
+    ('t5.1.1-base-nl24', 't5.1.1-base-nl24'),
+    ('t5.1.1-xl-nl12', 't5.1.1-xl-nl12'),
+    ('S/16-nl24', 'S/16-nl24'),
+    ('M/16-nl8-kv32', 'M/16-nl8-kv32'),
+    # The size part would misstate d_model, or two width knobs drift from the size: fields.
+    ('tiny-nl36-dm896-ff3520-nh14', 'text:el36-dl36-dm896-ff3520-nh14-kv64-relu-v32128'),
+    ('tiny-nl2-dm128-ff512-nh2', 'text:el2-dl2-dm128-ff512-nh2-kv64-relu-v32128'),
+    ('small-dm640', 'text:el6-dl6-dm640-ff2048-nh8-kv64-relu-v32128'),
+    ('small-ff4000-nh16', 'text:el6-dl6-dm512-ff4096-nh16-kv64-relu-v32128'),
+    ('B/16-dm512', 'vision:p16-i224-nl12-dm512-ff3072-nh12-kv64-cls-c1000'),
+    ('Ti/16-nl36-dm448-ff1920-nh7', 'vision:p16-i224-nl36-dm448-ff1920-nh7-kv64-cls-c1000'),
+])
+def test_labels_never_read_as_another_size(name, label):
+  shape = shapes.parse(name)
+  assert shapes.display_name(shape) == label
+  assert shapes.format_name(shape) == name  # the name itself still parses and round-trips
+
+
 def test_descriptive_names_tell_relative_position_options_apart():
   odd = shapes.parse('small').replace(d_ff=8000)
   variants = [odd, odd.replace(relative_buckets=64), odd.replace(relative_max_distance=256),

@@ -52,12 +52,16 @@ MONOTONE_BASES = ('small', 'small-nl16', 'small-nl48', 'small-el16-dl2', 'base-k
                   'S/16', 'So400m/14', 'B/16-nh24')
 
 
-@pytest.mark.parametrize('base_name', MONOTONE_BASES)
-@pytest.mark.parametrize('name', list(strategies.STRATEGIES))
+def _monotone_cases():
+  for base_name in MONOTONE_BASES:
+    for name in strategies.STRATEGIES:
+      if not (name == 'decoder_depth' and shapes.parse(base_name).domain == 'vision'):
+        yield name, base_name  # decoder_depth of an encoder-only ViT is an error (test_errors)
+
+
+@pytest.mark.parametrize('name,base_name', list(_monotone_cases()))
 def test_factor_one_is_the_base_and_factors_are_monotone(name, base_name):
   base = shapes.parse(base_name)
-  if name == 'decoder_depth' and base.domain == 'vision':
-    return
   strategy = strategies.get(name)
   assert strategy(base, 1.0) == base and strategy.step(base, 0) == base
   assert strategy.description and '\n' not in strategy.description
@@ -162,6 +166,103 @@ def test_deep_narrow_goes_deep_to_the_cap_then_wide():
   assert vit.num_encoder_layers == 24 and vit.num_decoder_layers == 0
 
 
+def test_deep_narrow_below_the_base_keeps_depth_and_narrows():
+  base = shapes.parse('base')
+  # Half the layer parameters: every layer kept, width by sqrt(1/2) (12 -> 8 heads).
+  assert strategies.deep_narrow(base, 0.5) == base.replace(d_model=512, d_ff=2176, num_heads=8)
+  # The issue's acceptance: from base at small-nl16's parameters (133.9M), deep and narrow.
+  budget = costs.params(shapes.parse('small-nl16'))
+  assert budget == 133_932_544
+  solved = strategies.solve('deep_narrow', base, budget)
+  assert solved.num_encoder_layers >= 12 and solved.num_decoder_layers >= 12
+  assert solved.d_model < 768
+  assert (solved.num_encoder_layers, solved.d_model, solved.num_heads) == (12, 576, 9)
+  # Width narrows down to one head (factor 1/12^2); only below that does depth go.
+  narrowest = strategies.deep_narrow(base, 1 / 144)
+  assert (narrowest.num_encoder_layers, narrowest.d_model, narrowest.num_heads) == (12, 64, 1)
+  below = strategies.deep_narrow(base, 1 / 288)
+  assert (below.num_encoder_layers, below.d_model, below.num_heads) == (6, 64, 1)
+  floor = strategies.deep_narrow(base, 2.0 ** -12)
+  assert floor.num_encoder_layers == floor.num_decoder_layers == 1
+  # Bases with unequal stacks keep both; a ViT keeps its encoder.
+  skewed = strategies.deep_narrow(shapes.parse('small-el16-dl2'), 0.25)
+  assert (skewed.num_encoder_layers, skewed.num_decoder_layers, skewed.d_model) == (16, 2, 256)
+  vit = strategies.deep_narrow(shapes.parse('B/16'), 0.25)
+  assert (vit.num_encoder_layers, vit.d_model, vit.num_heads, vit.d_kv) == (12, 384, 6, 64)
+
+
+def test_width_first_below_the_base_gives_up_depth_then_narrows():
+  base = shapes.parse('base')
+  assert strategies.width_first(base, 0.5) == base.replace(num_encoder_layers=6,
+                                                           num_decoder_layers=6)
+  one_layer = strategies.width_first(base, 1 / 12)
+  assert one_layer == base.replace(num_encoder_layers=1, num_decoder_layers=1)
+  narrow = strategies.width_first(base, 1 / 48)  # 1 layer, then width by sqrt(1/4)
+  assert (narrow.num_encoder_layers, narrow.d_model, narrow.num_heads) == (1, 384, 6)
+  skewed = strategies.width_first(shapes.parse('small-el16-dl2'), 1 / 16)
+  assert (skewed.num_encoder_layers, skewed.num_decoder_layers, skewed.d_model) == (1, 1, 512)
+
+
+# Text and vision bases of both T5 families; budgets from 0.1x to 10x the base's parameters.
+PREFERENCE_BASES = ('base', 'small', 't5.1.1-base', 'B/16', 'S/16')
+PREFERENCE_MULTIPLES = (0.1, 0.2, 0.5, 0.8, 1.25, 3.0, 10.0)
+PREFERENCE_CASES = [(name, 'params') for name in PREFERENCE_BASES] + [('base', 'flops')]
+
+
+@pytest.mark.parametrize('base_name,kind', PREFERENCE_CASES)
+def test_deep_narrow_is_never_shallower_or_wider_than_width_first(base_name, kind):
+  base = shapes.parse(base_name)
+  for multiple in PREFERENCE_MULTIPLES:
+    budget = multiple * strategies.cost(base, kind)
+    deep = strategies.solve('deep_narrow', base, budget, kind)
+    wide = strategies.solve('width_first', base, budget, kind)
+    assert deep.num_encoder_layers >= wide.num_encoder_layers, (multiple, deep, wide)
+    assert deep.num_decoder_layers >= wide.num_decoder_layers, (multiple, deep, wide)
+    assert deep.d_model <= wide.d_model, (multiple, deep, wide)
+    if multiple < 0.9:  # below the base: deep_narrow keeps the layers, width_first the width
+      assert (deep.num_encoder_layers, deep.num_decoder_layers) == (
+          base.num_encoder_layers, base.num_decoder_layers)
+      assert deep.d_model < base.d_model
+      assert wide.num_encoder_layers < base.num_encoder_layers
+      one_layer = max(wide.num_encoder_layers, wide.num_decoder_layers) == 1
+      assert wide.d_model == base.d_model or one_layer  # narrower only at one layer per stack
+    if multiple > 1.1:  # above: deep_narrow adds layers first, width_first widens first
+      assert deep.num_encoder_layers > base.num_encoder_layers
+      assert wide.d_model > base.d_model
+
+
+# The one field each single-knob strategy moves.
+KNOBS = {'depth': 'num_encoder_layers', 'encoder_depth': 'num_encoder_layers',
+         'decoder_depth': 'num_decoder_layers', 'width': 'd_model', 'ff': 'd_ff',
+         'heads': 'num_heads', 'kv': 'd_kv'}
+
+
+ROUNDING = {'num_encoder_layers': 1, 'num_decoder_layers': 1, 'd_model': 64, 'd_ff': 64,
+            'num_heads': 1, 'd_kv': 8}
+
+
+def _knob_cases():
+  for name in KNOBS:
+    for domain in shapes.DOMAINS:
+      if not (name == 'decoder_depth' and domain == 'vision'):
+        yield name, domain
+
+
+@pytest.mark.parametrize('name,domain', list(_knob_cases()))
+def test_single_knob_strategies_move_their_knob_both_ways(name, domain):
+  base = BASES[domain]
+  field = KNOBS[name]
+  moved = {field, 'num_decoder_layers'} if name == 'depth' else {field}
+  for factor, below in ((0.5, True), (0.25, True), (2.0, False), (3.0, False)):
+    shape = strategies.get(name)(base, factor)
+    value, start = getattr(shape, field), getattr(base, field)
+    assert value < start if below else value > start, (factor, shape)
+    assert abs(value - start * factor) <= ROUNDING[field] / 2  # the nearest allowed value
+    for other in FIELDS:
+      if other not in moved:
+        assert getattr(shape, other) == getattr(base, other)
+
+
 def test_width_first_widens_to_the_cap_then_deepens():
   small = BASES['text']
   deep = strategies.width_first(small, 64 * 2)  # 8x width is 4096, then 2x depth
@@ -243,3 +344,51 @@ def test_flops_budget_uses_lengths():
   short = strategies.solve('depth', small, 2e11, 'flops', input_length=128, target_length=32)
   long = strategies.solve('depth', small, 2e11, 'flops', input_length=512, target_length=114)
   assert short.num_encoder_layers > long.num_encoder_layers
+
+
+def _size_d_model(name: str, domain: str) -> int:
+  """d_model of the size a released-style name starts with ('small-nl16' -> small's)."""
+  parts = name.split('-')
+  size = '-'.join(parts[:2]) if name.startswith(shapes.T5_1_1_PREFIX) else parts[0]
+  return shapes.parse(size, domain).d_model
+
+
+@pytest.mark.parametrize('base_name', PREFERENCE_BASES)
+def test_ladder_names_never_read_as_another_size(base_name):
+  base = shapes.parse(base_name)
+  released = {shapes.canonical(r) for r in shapes.RELEASED_T5_EFFICIENT}
+  for name in strategies.STRATEGIES:
+    if name == 'decoder_depth' and base.domain == 'vision':
+      continue  # an error for encoder-only shapes (test_errors)
+    strategy = strategies.get(name)
+    steps = range(-3, 4) if name == 'canonical' else range(-8, 9)
+    for k in steps:
+      try:
+        shape = strategy.step(base, k)
+      except shapes.ShapeError:
+        assert name == 'canonical'  # off the end of the size table
+        continue
+      label = shapes.display_name(shape)
+      if label.startswith(f'{shape.domain}:'):  # descriptive: every field spelled out
+        assert f'dm{shape.d_model}-' in label
+        continue
+      assert shapes.parse(label, shape.domain) == shape
+      if label not in released:
+        assert _size_d_model(label, shape.domain) == shape.d_model, (name, k, label)
+
+
+def test_ladder_names_known_answers():
+  base, small = shapes.parse('base'), BASES['text']
+  # 36 layers at d_model 896 is no tiny model: it gets its fields, not 'tiny-nl36-dm896-...'.
+  assert shapes.display_name(strategies.deep_narrow(base, 4)) == (
+      'text:el36-dl36-dm896-ff3520-nh14-kv64-relu-v32128')
+  assert shapes.format_name(strategies.deep_narrow(base, 4)) == 'tiny-nl36-dm896-ff3520-nh14'
+  # A rung that is a released checkpoint exactly gets its released name.
+  assert shapes.display_name(strategies.deep_narrow(small, 16 / 6)) == 'small-nl16'
+  assert shapes.display_name(strategies.deep_narrow(base, 2)) == 'base-nl24'
+  # Otherwise the size whose d_model it has, with depth knobs and at most one width knob.
+  assert shapes.display_name(strategies.width_first(small, 4)) == 'large-nl6'
+  assert shapes.display_name(strategies.deep_narrow(base, 0.5)) == 'small-nl12-ff2176'
+  assert shapes.display_name(strategies.deep_narrow(shapes.parse('B/16'), 0.5)) == 'M/16-ff2176'
+  assert shapes.display_name(strategies.width(small, 1.25)).startswith('text:el6-dl6-dm640-')
+  assert shapes.display_name(strategies.width(small, 1.5)) == 'small-dm768'  # released

@@ -203,7 +203,7 @@ def test_unknown_task_lists_closest():
 
 
 def _all_scores(value: float) -> dict[str, dict[str, float]]:
-  scores = {}
+  scores = {'squad11_v1': {'em': value, 'f1': value}}
   for columns in benchmark.COLUMNS.values():
     for parts in columns.values():
       for task, metric in parts:
@@ -217,14 +217,32 @@ def test_averages_as_t5():
   scores['glue_mnli_matched_v1']['accuracy'] = 90.0  # MNLI column: (90 + 70) / 2 = 80
   scores['glue_mnli_mismatched_v1']['accuracy'] = 70.0
   scores['super_glue_cb_v1']['mean_3class_f1'] = 60.0  # CB column: (60 + 80) / 2 = 70
+  scores['squad11_v1'] = {'em': 81.0, 'f1': 88.5}  # the SQuAD column is EM alone
   result = benchmark.averages(scores)
   assert result['MNLI'] == 80.0 and result['CB'] == 70.0
-  assert result['glue_average'] == pytest.approx((50 + 7 * 80) / 8)
-  assert result['super_glue_average'] == pytest.approx((70 + 7 * 80) / 8)
+  # By hand: GLUE (50 + 7 * 80) / 8 = 610 / 8 = 76.25; SuperGLUE (70 + 7 * 80) / 8 = 78.75;
+  # AVG (76.25 + 78.75 + 81) / 3 = 236 / 3 = 78.666...
+  assert result['glue_average'] == pytest.approx(76.25)
+  assert result['super_glue_average'] == pytest.approx(78.75)
+  assert result['squad'] == 81.0
+  assert result['avg'] == pytest.approx(78.666666666666667)
   del scores['super_glue_record_v1']
   partial = benchmark.averages(scores)
   assert 'super_glue_average' not in partial and 'ReCoRD' not in partial
-  assert partial['glue_average'] == result['glue_average']
+  assert 'avg' not in partial  # never an average over what happens to be present
+  assert partial['glue_average'] == pytest.approx(76.25) and partial['squad'] == 81.0
+
+
+def test_avg_needs_squad_em():
+  scores = _all_scores(70.0)
+  scores['squad11_v1'] = {'f1': 90.0}  # F1 alone does not make the SQuAD column
+  result = benchmark.averages(scores)
+  assert 'squad' not in result and 'avg' not in result
+  assert result['glue_average'] == pytest.approx(70.0)
+  assert result['super_glue_average'] == pytest.approx(70.0)
+  scores['squad11_v1']['em'] = 85.0
+  # By hand: (70 + 70 + 85) / 3 = 75.
+  assert benchmark.averages(scores)['avg'] == pytest.approx(75.0)
 
 
 def test_squad_scores_natural_and_padded_spellings_alike(data_dir, byte_vocabulary):

@@ -21,11 +21,18 @@ def _cache(tmp_path_factory, monkeypatch):
 
 def test_corpus_is_fixed_and_small():
   docs = corpus.documents('train')
-  assert len(docs) > 5000
-  assert 0.5e6 < len(corpus.text_bytes('train')) < 4e6
+  assert len(docs) == 7728  # the README's figures
+  assert len(corpus.text_bytes('train')) == 1_009_719
   assert corpus.documents.__wrapped__('train') == docs  # regenerated from scratch: same text
   with pytest.raises(ValueError, match='valid splits'):
     corpus.documents('test')
+
+
+def test_lexicon_and_task_sizes_are_the_readmes():
+  world = lexicon.load()
+  assert (len(world.countries), len(world.animals), len(world.elements)) == (57, 56, 34)
+  assert (len(world.positive), len(world.negative)) == (30, 30)
+  assert examples.SIZES == {'train': 2000, 'validation': 500}
 
 
 def test_corpus_states_the_facts_of_held_out_entities():

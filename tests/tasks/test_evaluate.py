@@ -9,7 +9,9 @@ import subprocess
 import sys
 
 import pytest
+from absl import flags
 
+from suite import flagcheck
 from tasks import benchmark, evaluate
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -135,3 +137,15 @@ def test_other_seqio_tasks_score_with_their_own_metrics(tmp_path):
         metrics.string_label_to_class_id(text, ('no', 'yes'))),
       metric_fns=[metrics.accuracy])
   assert _score(tmp_path, name, ['yes', 'yes', 'maybe']) == {'accuracy': pytest.approx(100 / 3)}
+
+
+@pytest.mark.parametrize('args, expected', [
+    (['--predictions=p.jsonl'], r'^--task is required \(Registered task name'),
+    (['--task=glue_cola_v1'], r'^--predictions is required \(JSONL file'),
+    (['--task=glue_cola_v1', '--predictions=p.jsonl', 'more'], r'^unexpected arguments more'),
+])
+def test_missing_flags_are_one_line_errors(args, expected):
+  flag_values = flags.FlagValues()
+  evaluate.define_flags(flag_values)
+  with pytest.raises(flagcheck.FlagError, match=expected):
+    flagcheck.parse(['tasks.evaluate', *args], flag_values)

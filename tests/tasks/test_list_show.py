@@ -5,7 +5,9 @@ import subprocess
 import sys
 
 import pytest
+from absl import flags
 
+from suite import flagcheck
 from tasks import extra, images, show, sources, vocab
 from tasks import list as task_list
 from tasks.embedded import tasks as embedded
@@ -74,3 +76,34 @@ def test_show_unknown_split_is_one_line_with_the_valid_splits(capsys):
   assert show.show('embedded_sst_v1', split='tset', n=1) == 1
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "split 'tset'" in err[0] and 'validation' in err[0]
+
+
+def _parse(module, *args):
+  flag_values = flags.FlagValues()
+  module.define_flags(flag_values)
+  return flagcheck.parse([module.__name__, *args], flag_values)
+
+
+@pytest.mark.parametrize('args, expected', [
+    (['--n=0'], '--n=0 is out of range: --n takes an integer >= 1; e.g. --n=3 (the default)'),
+    (['--n=three'], '--n=three is not an integer: --n takes an integer >= 1'),
+    (['--inputs_length=0'], '--inputs_length=0 is out of range: --inputs_length takes an '
+                            'integer >= 1'),
+    (['--targets_length=-8'], '--targets_length=-8 is out of range'),
+    (['--seed=-1'], '--seed=-1 is out of range: --seed takes an integer >= 0'),
+    (['--format=yaml'], '--format=yaml: value should be one of <text|json>'),
+    (['extra'], 'unexpected arguments extra'),
+])
+def test_show_flags_are_checked_in_one_line(args, expected):
+  with pytest.raises(flagcheck.FlagError) as error:
+    _parse(show, '--task=embedded_sst_v1', *args)
+  assert str(error.value).startswith(expected) and '\n' not in str(error.value)
+
+
+def test_show_needs_a_task_and_list_a_known_format():
+  with pytest.raises(flagcheck.FlagError, match=r'^--task is required \(Task or mixture name'):
+    _parse(show)
+  assert _parse(show, '--task=embedded_sst_v1', '--n=1') == ['tasks.show']
+  with pytest.raises(flagcheck.FlagError, match=r'^--format=csv: value should be one of '
+                                                r'<table\|json>$'):
+    _parse(task_list, '--format=csv')

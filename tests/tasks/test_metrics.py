@@ -106,6 +106,45 @@ def test_squad_needs_gold_answers():
     metrics.squad([[]], ['x'])
 
 
+@pytest.mark.parametrize('text, trivia_qa, squad', [
+  ('Mary-Kate', 'mary kate', 'marykate'),  # punctuation is a space, not deleted
+  ('new_york', 'new york', 'newyork'),  # so is the underscore
+  ('\u2018The Beatles\u2019', 'beatles', '\u2018 beatles\u2019'),  # and curly quotes
+  ('Rock \u00b4n\u00b4 roll', 'rock n roll', 'rock \u00b4n\u00b4 roll'),  # and the acute
+  ('A.B.C.', 'b c', 'abc'),  # 'a b c': the spaced-out 'a' is then an article
+  ('  The  Cat, an apple! ', 'cat apple', 'cat apple'),
+])
+def test_trivia_qa_normalization_differs_from_squad(text, trivia_qa, squad):
+  """T5's `normalize_trivia_qa` (the official TriviaQA script's) against SQuAD's."""
+  assert metrics.normalize_trivia_qa(text) == trivia_qa
+  assert metrics.normalize_answer(text) == squad
+
+
+def test_trivia_qa_by_hand():
+  targets = [['Mary-Kate Olsen', 'MK Olsen'], ['Sartre'], ['\u2018The Beatles\u2019']]
+  predictions = ['mary kate olsen', 'Jean-Paul Sartre', 'Beatles']
+  # TriviaQA: 1) 'mary kate olsen' equals the first alias: EM 1, F1 1. 2) [jean paul sartre]
+  # vs [sartre]: EM 0, P 1/3, R 1 -> F1 1/2. 3) 'beatles' both: EM 1, F1 1.
+  assert metrics.trivia_qa(targets, predictions) == {
+    'em': pytest.approx(200 / 3), 'f1': pytest.approx(250 / 3)}
+  # SQuAD's normalisation matches none: 1) [mary kate olsen] vs [marykate olsen]: P 1/3,
+  # R 1/2 -> F1 0.4. 2) [jeanpaul sartre] vs [sartre]: P 1/2, R 1 -> 2/3. 3) [beatles] vs
+  # [\u2018 beatles\u2019]: 0. F1 (0.4 + 2/3) / 3 = 16/45.
+  assert metrics.squad(targets, predictions) == {
+    'em': 0.0, 'f1': pytest.approx(100 * 16 / 45)}
+
+
+def test_trivia_qa_as_t5s_own_test():
+  # t5/evaluation/metrics_test.py test_trivia_qa: the same inputs give EM 50, F1 50 there
+  # (SQuAD scoring gives EM 25, F1 35 on them, T5's test_squad_big).
+  targets = [['big moose', 'hippo'], ['correct1'], ['correct2.1', 'correct2.2'], ['a', 'b']]
+  predictions = ['\u2018a big  Moose!\u2018', 'wrong', 'correct2.2', 'c']
+  assert metrics.trivia_qa(targets, predictions) == {
+    'em': pytest.approx(50.0), 'f1': pytest.approx(50.0)}
+  assert metrics.squad(targets, predictions) == {
+    'em': pytest.approx(25.0), 'f1': pytest.approx(35.0)}
+
+
 def test_label_postprocessors():
   labels = ('entailment', 'neutral', 'contradiction')
   assert metrics.string_label_to_class_id('entailment', labels) == 0

@@ -3,6 +3,7 @@
 import hashlib
 
 import pytest
+import sentencepiece
 import seqio
 
 from tasks import vocab
@@ -44,7 +45,7 @@ def test_t5_layout_and_sentinels():
   v = vocab.get_vocabulary()
   assert (v.pad_id, v.eos_id, v.unk_id) == (0, 1, 2)
   assert v.extra_ids == 100
-  assert 500 < v.vocab_size <= vocab.EMBEDDED_PIECES + 100
+  assert v.vocab_size == 1079  # the README's figure: 979 pieces + 100 sentinels
   pieces = v.tokenizer
   assert [pieces.id_to_piece(i) for i in range(3)] == ['<pad>', '</s>', '<unk>']
   assert v.decode([vocab.sentinel_id(v, 0)]) == '<extra_id_0>'
@@ -52,6 +53,14 @@ def test_t5_layout_and_sentinels():
   assert vocab.sentinel_id(v, 0) == v.vocab_size - 1
   with pytest.raises(ValueError, match='out of range'):
     vocab.sentinel_id(v, 100)
+
+
+def test_embedded_model_has_979_pieces_256_of_them_bytes(tmp_path):
+  """The README's figures for the trained model itself (seqio adds the sentinels)."""
+  model = sentencepiece.SentencePieceProcessor(model_file=str(vocab.train_embedded_model(tmp_path)))
+  pieces = model.get_piece_size()
+  assert pieces == 979
+  assert sum(model.is_byte(i) for i in range(pieces)) == 256
 
 
 def test_round_trip_including_unseen_characters():

@@ -1,10 +1,10 @@
 """The cost model's training FLOPs agree with XLA's cost analysis of the real T5 train step."""
 
 import jax
-import jax.numpy as jnp
 import pytest
 
 from suite import costs, optim, partition, shapes, trainer
+from suite.domain import ModelOptions
 from text import domain
 
 # A deep-narrow and a wide shape, with a small vocabulary so that the layers, not the output
@@ -21,7 +21,7 @@ def test_train_step_flops_match_xla(name):
   shape = SHAPES[name]
   lengths = domain.Lengths(input_length=64, target_length=16)
   batch_size = 8
-  model = domain.train_model(shape, dtype=jnp.float32)
+  model = domain.DOMAIN.build_model(shape, ModelOptions(dtype='float32'))
   tx, _ = optim.make_optimizer(optim.t5_pretrain())
   runner = trainer.Trainer(model, tx, partition.make_mesh())
   state = runner.abstract_state

@@ -5,14 +5,16 @@ import math
 
 import jax
 import numpy as np
+import optax
 import pytest
 
-from suite import loop, metrics_log, optim, shapes
+from suite import loop, metrics_log, optim, shapes, trainer
 from tasks import evaluate as task_evaluate
 from tasks import vocab
 from tasks.embedded import examples as embedded_examples
 from tasks.registry import TaskNotFoundError
-from text import train
+from text import domain as text_domain
+from text import pretraining_check, t5, train
 
 STEPS = 30
 LOOP = dict(log_every=5, checkpoint_every=None, tensorboard=False, async_checkpoints=False)
@@ -94,6 +96,23 @@ def test_finetuning_decodes_and_scores_with_the_tasks_metrics(shape, pretrained,
   assert lr == pytest.approx(optim.t5_finetune().learning_rate)
 
 
+def test_finetuning_from_scratch_beats_the_baselines(shape, tmp_path):
+  """Finetuning learns, not just runs: on embedded_mc_v1 (answer with the text of one of four
+  choices) decoded accuracy on the first 200 validation examples beats both always giving the
+  commonest answer (3.5 here) and picking one of the four choices at random (25) by 10 points.
+  From scratch, this shape, 200 steps at a constant 1e-2: seeds 0, 1, 2 gave 50.0, 51.5, 52.5
+  (150 steps: 45.0, 43.0; 100 steps: 38.0, 24.5, 41.0)."""
+  task, examples = 'embedded_mc_v1', 200
+  result = train.finetune(
+      shape, task, workdir=tmp_path, steps=200, batch_size=32, input_length=72,
+      target_length=8, dropout_rate=0.0, optimizer=optim.t5_finetune(1e-2), seed=0,
+      max_eval_examples=examples, eval_batch_size=100, log_every=50, checkpoint_every=None,
+      tensorboard=False, async_checkpoints=False)
+  assert result.status == 'ok'
+  majority = pretraining_check.majority_accuracy(task, max_examples=examples)
+  assert result.metrics['accuracy'] >= max(majority, 25.0) + 10.0
+
+
 def test_errors_name_the_fix(shape, tmp_path):
   with pytest.raises(ValueError, match='match_vocabulary'):
     train.pretrain(shape.replace(vocab_size=100), steps=1, workdir=tmp_path, **PRETRAIN)
@@ -102,3 +121,21 @@ def test_errors_name_the_fix(shape, tmp_path):
   with pytest.raises(TypeError, match='Shape or a T5Model'):
     train.finetune('tiny', 'embedded_sst_v1', workdir=tmp_path, **FINETUNE)
   assert loop.CHECKPOINT_DIR not in {p.name for p in tmp_path.iterdir()}
+
+
+def test_each_step_draws_a_new_dropout_mask(shape, pretrained):
+  """The trainer folds the step number into the state's RNG (suite.trainer), so dropout draws
+  a new mask every step: with the params and the batch held fixed, the loss at step 0 and at
+  step 1 differ, and the same step repeats bit for bit."""
+  params = pretrained[1].params
+  runner = trainer.Trainer(t5.build(shape, dropout_rate=0.1), optax.set_to_zero())
+  batch = text_domain.synthetic_batch(shape, 4, text_domain.Lengths(16, 8), seed=0)
+
+  def loss_at(step):
+    state = runner.init_from_params(params, seed=0)
+    state = state.replace(step=jax.device_put(np.int32(step), runner.state_shardings.step))
+    return float(runner.train_step(state, batch)[1]['loss'])
+
+  step0, step1, step0_again = loss_at(0), loss_at(1), loss_at(0)
+  assert step0 == step0_again
+  assert abs(step0 - step1) > 1e-4  # a new mask, not float noise (the repeat is exact)

@@ -1,0 +1,290 @@
+"""The domain contract: what suite/ needs from a model family (text, vision), as types.
+
+suite/ reaches text/ and vision/ only through a `Domain`, found by name in the registry
+(`suite.domains.get`). Each domain package implements the protocol once, in its `domain.py`, as
+a module-level `DOMAIN`. What a domain provides:
+
+- **model**: `build_model(shape, ModelOptions) -> suite.trainer.Model`, the trainable wrapper
+  (init, loss, per-example eval metrics, predict) for a Shape of this domain;
+- **workload**: `workload(shape, **sizes) -> Workload`: what one example is (text: input and
+  target tokens; vision: image size), the unit throughput counts and the FLOPs per example.
+  The sizes a command line may set are `workload_options` (name, default, help);
+- **synthetic batches** for `suite.bench`, and a reference implementation to time against;
+- **optimizers**: the named presets of `suite.bench --optimizer`, the first the default;
+- **logical axis rules** for the partitioner;
+- **stages**: `stages[name](shape, ModelOptions, StageConfig, workdir) -> StageResult` (text:
+  pretrain, finetune, evaluate; vision: upstream, evaluate, fewshot, finetune), which the core
+  turns into one journal record (`journal_record`).
+
+Nothing here imports a domain. tests/suite/test_domain_contract.py runs every registered domain
+through this contract.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+from jax.sharding import Mesh
+
+from suite import costs, devices, shapes
+from suite.optim import OptimizerConfig
+from suite.shapes import Shape
+from suite.trainer import Model
+
+COMPUTE_DTYPES = ('float32', 'bfloat16')
+ATTENTION_KERNELS = ('xla', 'cudnn')
+OK, DIVERGED, FAILED = 'ok', 'diverged', 'failed'
+STATUSES = (OK, DIVERGED, FAILED)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOptions:
+  """How to build a model, independent of its domain.
+
+  dtype: compute dtype (parameters stay float32). attention: the attention kernel, 'xla' or
+  'cudnn' (NVIDIA GPUs, bfloat16 only). scan: `nn.scan` over layers. remat: the network's
+  rematerialisation policy ('none', 'full', 'dots', 'dots_no_batch'). dropout_rate: in [0, 1).
+  """
+
+  dtype: str = 'float32'
+  attention: str = 'xla'
+  scan: bool = False
+  remat: str = 'none'
+  dropout_rate: float = 0.0
+
+  def __post_init__(self):
+    if self.dtype not in COMPUTE_DTYPES:
+      raise ValueError(f'dtype={self.dtype!r}: valid compute dtypes are '
+                       f'{", ".join(COMPUTE_DTYPES)} (parameters stay float32).')
+    if self.attention not in ATTENTION_KERNELS:
+      raise ValueError(f'attention={self.attention!r}: valid kernels are '
+                       f'{", ".join(ATTENTION_KERNELS)}.')
+    if not 0.0 <= self.dropout_rate < 1.0:
+      raise ValueError(f'dropout_rate={self.dropout_rate}: must be in [0, 1).')
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkloadOption:
+  """One size of a domain's workload that a command line may set (a positive integer)."""
+
+  name: str
+  default: int
+  help: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+  """What one example of a domain is, for costs and throughput.
+
+  sizes: the resolved workload options (text: input_length, target_length; vision:
+  image_size), reported beside every measurement. unit: what throughput counts ('tokens',
+  'images'), `items_per_example` of them per example. train_flops_per_example: suite.costs'
+  forward + backward matmul FLOPs of one example at these sizes.
+  """
+
+  sizes: Mapping[str, int]
+  unit: str
+  items_per_example: int
+  train_flops_per_example: int
+
+
+@dataclasses.dataclass(frozen=True)
+class StageConfig:
+  """What one stage runs: the same fields for every domain; `options` holds a stage's own.
+
+  task: the task or mixture (registry name). steps: training steps (0 for evaluate-only
+  stages). batch_size: global examples per step. workload: sizes by `workload_options` name
+  (missing ones take the domain's or the stage's defaults). optimizer: None for the stage's
+  default preset. init_params: a param tree, or the workdir of an earlier stage whose latest
+  checkpoint holds them (None: from scratch). eval_batch_size: None for batch_size.
+  max_eval_examples: cap per evaluated (sub-)task. loop: `suite.loop.LoopConfig` fields other
+  than num_steps and seed (log_every, eval_every, checkpoint_every, microbatches, ...).
+  mesh: None for all devices. options: what the stage's docstring lists.
+  """
+
+  task: str
+  steps: int = 0
+  batch_size: int = 32
+  seed: int = 0
+  workload: Mapping[str, int] = dataclasses.field(default_factory=dict)
+  optimizer: OptimizerConfig | None = None
+  init_params: Any = dataclasses.field(default=None, repr=False, compare=False)
+  eval_batch_size: int | None = None
+  max_eval_examples: int | None = None
+  loop: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  mesh: Mesh | None = dataclasses.field(default=None, repr=False, compare=False)
+  options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    if self.steps < 0:
+      raise ValueError(f'steps={self.steps}: must be >= 0 (0 for evaluate-only stages).')
+    for name in ('batch_size', 'eval_batch_size', 'max_eval_examples'):
+      value = getattr(self, name)
+      if value is not None and value < 1:
+        raise ValueError(f'{name}={value}: must be >= 1.')
+    for name in ('num_steps', 'seed'):
+      if name in self.loop:
+        raise ValueError(f'loop option {name!r} is a StageConfig field; set '
+                         f'{"steps" if name == "num_steps" else name} instead.')
+
+
+@dataclasses.dataclass(frozen=True)
+class StageResult:
+  """How one stage ended: the domain's half of a journal record (`journal_record`).
+
+  metrics: flat `{name: value}`, the stage's headline metrics first (text finetune: the task's
+  metrics; namespaced extras such as `upstream/loss`, `train/loss`). steps: the last finished
+  training step (0 when the stage does not train). params: the resulting params (to chain
+  stages; never journaled).
+  """
+
+  stage: str
+  task: str
+  status: str
+  metrics: Mapping[str, float]
+  steps: int
+  wall_s: float
+  error: str | None = None
+  params: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+  def __post_init__(self):
+    if self.status not in STATUSES:
+      raise ValueError(f'status={self.status!r}: valid are {", ".join(STATUSES)}.')
+    if (self.status == FAILED) != (self.error is not None):
+      raise ValueError('a failed stage names its error, and only a failed one.')
+
+
+class Stage(Protocol):
+  """Runs one stage of a domain's recipe in `workdir` (resuming from its checkpoint)."""
+
+  def __call__(self, shape: Shape, options: ModelOptions, config: StageConfig,
+               workdir: str | os.PathLike) -> StageResult: ...
+
+
+class Domain(Protocol):
+  """What suite/ needs from a model family; implemented once by text/ and once by vision/."""
+
+  name: str  # the registry key, equal to the Shape.domain of its shapes
+  workload_options: Sequence[WorkloadOption]
+  optimizers: Mapping[str, Callable[[], OptimizerConfig]]  # first: the default
+  logical_axis_rules: Sequence[tuple[str, str | None]]
+  stages: Mapping[str, Stage]
+
+  def build_model(self, shape: Shape, options: ModelOptions) -> Model:
+    """The trainable model of `shape` (a shape of this domain)."""
+    ...
+
+  def workload(self, shape: Shape, **sizes: int) -> Workload:
+    """The workload at these sizes (names from `workload_options`; missing ones default)."""
+    ...
+
+  def synthetic_batch(self, shape: Shape, workload: Workload, batch_size: int,
+                      seed: int = 0) -> dict[str, np.ndarray]:
+    """A random batch of `batch_size` examples, as the model's `loss` takes it."""
+    ...
+
+  def reference_train_step(self, shape: Shape, batch: dict[str, np.ndarray], *, steps: int,
+                           warmup: int, repeats: int, keep_host_memory: bool) -> dict:
+    """Times a widely used implementation's train step on `batch` (for `suite.bench
+    --compare=reference`): `{'implementation', 'step_s', 'step_s_windows', ...}`."""
+    ...
+
+
+MEMBERS = ('name', 'workload_options', 'optimizers', 'logical_axis_rules', 'stages',
+           'build_model', 'workload', 'synthetic_batch', 'reference_train_step')
+
+
+def missing_members(domain: Any) -> list[str]:
+  """The members of the `Domain` protocol that `domain` lacks (empty: it has them all)."""
+  return [name for name in MEMBERS if not hasattr(domain, name)]
+
+
+def check_sizes(domain: Domain, sizes: Mapping[str, int]) -> dict[str, int]:
+  """`sizes` completed with the domain's defaults; unknown names and non-positive values are
+  errors naming the valid options."""
+  valid = {o.name: o.default for o in domain.workload_options}
+  for name, value in sizes.items():
+    if name not in valid:
+      raise ValueError(
+          f'{domain.name} workload has no size {name!r}; valid: '
+          f'{", ".join(valid) or "none"}' + (f' (closest: {shapes.closest(name, valid)})'
+                                              if valid else '') + '.')
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      raise ValueError(f'{domain.name} workload size {name}={value!r}: must be a positive '
+                       'integer.')
+  return {**valid, **sizes}
+
+
+def default_optimizer(domain: Domain) -> str:
+  """The name of the domain's default optimizer preset (the first in `optimizers`)."""
+  return next(iter(domain.optimizers))
+
+
+def optimizer(domain: Domain, name: str | None = None) -> OptimizerConfig:
+  """The domain's optimizer preset called `name` (None: its default)."""
+  name = default_optimizer(domain) if name is None else name
+  if name not in domain.optimizers:
+    raise ValueError(f'{domain.name} has no optimizer {name!r}; valid: '
+                     f'{", ".join(domain.optimizers)} (closest: '
+                     f'{shapes.closest(name, domain.optimizers)}).')
+  return domain.optimizers[name]()
+
+
+def stage(domain: Domain, name: str) -> Stage:
+  """The domain's stage called `name`; unknown names list the domain's stages."""
+  if name not in domain.stages:
+    raise ValueError(f'{domain.name} has no stage {name!r}; valid: {", ".join(domain.stages)} '
+                     f'(closest: {shapes.closest(name, domain.stages)}).')
+  return domain.stages[name]
+
+
+def run_id(domain: str, shape: Shape, task: str, stage_name: str, seed: int,
+           strategy: str | None = None, scale: float | None = None,
+           config: Mapping[str, Any] | None = None) -> str:
+  """A stable hash of what identifies one unit of work (the journal's `run_id`)."""
+  key = {'domain': domain, 'strategy': strategy, 'scale': scale, 'shape': shape.fields(),
+         'task': task, 'stage': stage_name, 'seed': seed, 'config': dict(config or {})}
+  text = json.dumps(key, sort_keys=True, default=str)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def versions() -> dict[str, str]:
+  """Package versions and the device kind, for the journal."""
+  import flax
+  import jax
+  import optax
+  return {'python': platform.python_version(), 'jax': jax.__version__,
+          'flax': flax.__version__, 'optax': optax.__version__, 'numpy': np.__version__,
+          'device': devices.current().kind}
+
+
+def journal_record(result: StageResult, *, domain: str, shape: Shape, workload: Workload,
+                   seed: int, strategy: str | None = None, scale: float | None = None,
+                   config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+  """One results-journal record (DESIGN.md's fields) for a stage's result.
+
+  config: the settings that tell runs apart besides the other arguments (steps, batch size,
+  workload sizes, optimizer...), JSON-able; it enters the run_id.
+  """
+  record = {
+      'run_id': run_id(domain, shape, result.task, result.stage, seed, strategy, scale,
+                       config),
+      'domain': domain, 'strategy': strategy, 'scale': scale,
+      'shape_name': shapes.display_name(shape), 'shape': shape.fields(),
+      'params': costs.params(shape),
+      'train_flops_per_example': workload.train_flops_per_example,
+      'workload': dict(workload.sizes), 'stage': result.stage, 'task': result.task,
+      'metrics': {k: float(v) for k, v in result.metrics.items()}, 'steps': result.steps,
+      'seed': seed, 'wall_s': result.wall_s, 'status': result.status,
+      'versions': versions(),
+  }
+  if result.error is not None:
+    record['error'] = result.error
+  return record
