@@ -30,6 +30,7 @@ from absl import flags, logging
 from suite import costs, devices, domains, flagcheck, host_memory, optim, partition, shapes, trainer
 from suite.domain import Domain, ModelOptions, Workload, WorkloadOption
 from suite.domain import optimizer as domain_optimizer
+from suite.network_options import REMAT_POLICIES
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('domain', shapes.TEXT, ' | '.join(domains.DOMAIN_MODULES) + '.')
@@ -45,7 +46,7 @@ flags.DEFINE_enum('dtype', 'auto', ['auto', 'float32', 'bfloat16'],
                   'float32 on CPU.')
 flags.DEFINE_enum('attention', 'auto', ['auto', 'xla', 'cudnn'],
                   "Attention kernel. auto: 'cudnn' on NVIDIA GPUs in bfloat16, 'xla' elsewhere.")
-flags.DEFINE_string('remat', 'none', 'Rematerialisation policy of the network.')
+flags.DEFINE_enum('remat', 'none', list(REMAT_POLICIES), 'Rematerialisation policy of the network.')
 flags.DEFINE_bool('scan', False, 'Scan over layers (faster compiles for deep shapes).')
 flags.DEFINE_string('optimizer', None,
                     "The domain's optimizer preset (default: its first): " + '; '.join(
@@ -206,7 +207,7 @@ def bench_shape(domain_name: str, name: str, *, batch_size: int, steps: int, war
   domain's workload option names (missing: its defaults).
   """
   domain = domains.get(domain_name)
-  shape = shapes.parse(name, domain_name)
+  shape = domain.at_workload(shapes.parse(name, domain_name), **workload)
   sized = domain.workload(shape, **workload)
   optimizer_name = optimizer_name or next(iter(domain.optimizers))
   runner, state = _build(domain, shape, options, optimizer_name, microbatches)

@@ -34,6 +34,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from suite import costs, devices, shapes
+from suite.network_options import REMAT_POLICIES
 from suite.optim import OptimizerConfig
 from suite.shapes import Shape
 from suite.trainer import Model
@@ -66,6 +67,8 @@ class ModelOptions:
     if self.attention not in ATTENTION_KERNELS:
       raise ValueError(f'attention={self.attention!r}: valid kernels are '
                        f'{", ".join(ATTENTION_KERNELS)}.')
+    if self.remat not in REMAT_POLICIES:
+      raise ValueError(f'remat={self.remat!r}: valid policies are {", ".join(REMAT_POLICIES)}.')
     if not 0.0 <= self.dropout_rate < 1.0:
       raise ValueError(f'dropout_rate={self.dropout_rate}: must be in [0, 1).')
 
@@ -181,6 +184,12 @@ class Domain(Protocol):
     """The trainable model of `shape` (a shape of this domain)."""
     ...
 
+  def at_workload(self, shape: Shape, **sizes: int) -> Shape:
+    """`shape` as built for these workload sizes: the same shape when the sizes do not change
+    the architecture (text lengths), a new one when they do (a ViT's image size fixes its
+    position embeddings)."""
+    ...
+
   def workload(self, shape: Shape, **sizes: int) -> Workload:
     """The workload at these sizes (names from `workload_options`; missing ones default)."""
     ...
@@ -198,7 +207,7 @@ class Domain(Protocol):
 
 
 MEMBERS = ('name', 'workload_options', 'optimizers', 'logical_axis_rules', 'stages',
-           'build_model', 'workload', 'synthetic_batch', 'reference_train_step')
+           'build_model', 'at_workload', 'workload', 'synthetic_batch', 'reference_train_step')
 
 
 def missing_members(domain: Any) -> list[str]:

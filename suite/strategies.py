@@ -45,7 +45,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from suite import costs
 from suite.shapes import (
@@ -268,6 +268,13 @@ class Strategy:
                        f'{LADDER_BASE:g}^-{LADDER_MAX_STEP} to {LADDER_BASE:g}^{LADDER_MAX_STEP}, '
                        "the solver's range); pick a step in that range, or solve for a budget.")
     return self(base, LADDER_BASE ** int(k))
+
+  def ladders(self, bases: Mapping[str, Shape],
+              steps: Sequence[int]) -> dict[str, list[Shape]]:
+    """One ladder per base, from this one definition: `{key: [step(base, k) for k in
+    steps]}`. The bases may belong to different domains (a T5 and a ViT), which is how one
+    strategy is compared across text and vision."""
+    return {key: [self.step(base, k) for k in steps] for key, base in bases.items()}
 
 
 def _canonical_step(base: Shape, k: int) -> Shape:

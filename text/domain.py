@@ -203,6 +203,11 @@ class TextDomain:
                     attention_impl=options.attention, remat_policy=options.remat,
                     scan_layers=options.scan)
 
+  def at_workload(self, shape: Shape, **sizes: int) -> Shape:
+    """Sequence lengths leave a T5's architecture as it is (relative positions)."""
+    check_sizes(self, sizes)
+    return shape
+
   def workload(self, shape: Shape, **sizes: int) -> Workload:
     """Throughput counts tokens: encoder inputs plus decoder targets."""
     sizes = check_sizes(self, sizes)

@@ -18,16 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from suite.network_options import REMAT_POLICIES
+from suite.network_options import check as check_options
 from suite.shapes import TEXT, Shape, ShapeError
 
-ATTENTION_IMPLS = (None, 'xla', 'cudnn')
-CUDNN_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))  # cuDNN's fused attention
-REMAT_POLICIES = {
-    'none': None,
-    'full': jax.checkpoint_policies.nothing_saveable,
-    'dots': jax.checkpoint_policies.checkpoint_dots,
-    'dots_no_batch': jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
-}
 Dtype = Any
 
 
@@ -431,15 +425,7 @@ class T5Network(nn.Module):
     if shape.domain != TEXT:
       raise ShapeError(f'T5Network takes a text shape, got domain={shape.domain!r}; '
                        'use vision.vit for vision shapes.')
-    if self.attention_impl not in ATTENTION_IMPLS:
-      raise ValueError(f'attention_impl={self.attention_impl!r}: valid are {ATTENTION_IMPLS}.')
-    if self.attention_impl == 'cudnn' and jnp.dtype(self.dtype) not in CUDNN_DTYPES:
-      raise ValueError(f"attention_impl='cudnn' computes in bfloat16 or float16, not "
-                       f"{jnp.dtype(self.dtype).name}: use dtype=jnp.bfloat16, or "
-                       "attention_impl='xla' for float32.")
-    if self.remat_policy not in REMAT_POLICIES:
-      raise ValueError(f'remat_policy={self.remat_policy!r}: valid are '
-                       f'{", ".join(REMAT_POLICIES)}.')
+    check_options(self.attention_impl, self.dtype, self.remat_policy)
     self.token_embedder = self.param(
         'token_embedder',
         nn.with_logical_partitioning(nn.initializers.normal(1.0), ('vocab', 'embed')),

@@ -28,17 +28,15 @@ import jax.numpy as jnp
 import seqio
 from jax.sharding import Mesh
 
-from suite import loop
+from suite import costs, loop
 from suite.optim import OptimizerConfig, t5_finetune, t5_pretrain
 from suite.shapes import Shape
 from tasks import span_corruption
 from text import evaluation, t5
-from text.domain import Lengths
+from text.domain import FINETUNE, PREDICTIONS_DIR, PRETRAIN, Lengths
 from text.model import T5Model, finalize_metrics
 
 PRETRAIN_TASK = 'embedded_pretrain_v1'
-PREDICTIONS_DIR = 'predictions'
-PRETRAIN, FINETUNE = 'pretrain', 'finetune'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +135,8 @@ def _fit(model: T5Model, task: str, lengths: Lengths, optimizer: OptimizerConfig
 
 
 def pretrain(model_or_shape: T5Model | Shape, task: str = PRETRAIN_TASK, *, steps: int,
-             batch_size: int, workdir: str | os.PathLike, input_length: int = 512,
+             batch_size: int, workdir: str | os.PathLike,
+             input_length: int = costs.DEFAULT_INPUT_LENGTH,
              target_length: int | None = None, optimizer: OptimizerConfig | None = None,
              seed: int = 0, dtype: Any = jnp.float32, dropout_rate: float = 0.0,
              eval_batch_size: int | None = None, max_eval_examples: int | None = None,
@@ -165,8 +164,10 @@ def pretrain(model_or_shape: T5Model | Shape, task: str = PRETRAIN_TASK, *, step
 
 
 def finetune(model_or_shape: T5Model | Shape, task: str, *, steps: int, batch_size: int,
-             workdir: str | os.PathLike, init_params: Any = None, input_length: int = 512,
-             target_length: int = 114, optimizer: OptimizerConfig | None = None,
+             workdir: str | os.PathLike, init_params: Any = None,
+             input_length: int = costs.DEFAULT_INPUT_LENGTH,
+             target_length: int = costs.DEFAULT_TARGET_LENGTH,
+             optimizer: OptimizerConfig | None = None,
              seed: int = 0, dtype: Any = jnp.float32, dropout_rate: float = 0.1,
              eval_split: str = 'validation', eval_batch_size: int | None = None,
              max_eval_examples: int | None = None, max_decode_len: int | None = None,

@@ -25,16 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from suite.network_options import REMAT_POLICIES
+from suite.network_options import check as check_options
 from suite.shapes import VISION, Shape, ShapeError
 
-ATTENTION_IMPLS = (None, 'xla', 'cudnn')
-CUDNN_DTYPES = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))  # cuDNN's fused attention
-REMAT_POLICIES = {
-    'none': None,
-    'full': jax.checkpoint_policies.nothing_saveable,
-    'dots': jax.checkpoint_policies.checkpoint_dots,
-    'dots_no_batch': jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
-}
 CHANNELS = 3
 Dtype = Any
 
@@ -232,15 +226,7 @@ class ViTNetwork(nn.Module):
     if self.shape.domain != VISION:
       raise ShapeError(f'ViTNetwork takes a vision shape, got domain={self.shape.domain!r}; '
                        'use text.t5 for text shapes.')
-    if self.attention_impl not in ATTENTION_IMPLS:
-      raise ValueError(f'attention_impl={self.attention_impl!r}: valid are {ATTENTION_IMPLS}.')
-    if self.attention_impl == 'cudnn' and jnp.dtype(self.dtype) not in CUDNN_DTYPES:
-      raise ValueError(f"attention_impl='cudnn' computes in bfloat16 or float16, not "
-                       f"{jnp.dtype(self.dtype).name}: use dtype=jnp.bfloat16, or "
-                       "attention_impl='xla' for float32.")
-    if self.remat_policy not in REMAT_POLICIES:
-      raise ValueError(f'remat_policy={self.remat_policy!r}: valid are '
-                       f'{", ".join(REMAT_POLICIES)}.')
+    check_options(self.attention_impl, self.dtype, self.remat_policy)
 
   def check_images(self, images) -> None:
     """Raises ValueError unless `images` is a float [batch, size, size, 3] array."""

@@ -31,33 +31,6 @@ from tasks import glyphs, images
 from vision import train
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('output', None, 'Also write the JSON here (e.g. '
-                    'results/vision_shape_check.json).')
-flags.DEFINE_string('workdir', None, 'Where the runs go (default: a temporary directory). '
-                    'A rerun in the same workdir resumes finished runs from their checkpoints.')
-flags.DEFINE_integer('base_layers', 4, 'Encoder layers of the base shape.', lower_bound=1,
-                     upper_bound=64)
-flags.DEFINE_integer('base_d_model', 64, 'Width of the base shape (d_ff = 4x, heads of 32).',
-                     lower_bound=32, upper_bound=1024)
-flags.DEFINE_float('budget_factor', 2.0, 'Parameter budget of both shapes, as a multiple of '
-                   "the base's parameters.")
-flagcheck.require('budget_factor', lambda f: 1.0 <= f <= 64.0, 'a number in [1, 64]')
-flags.DEFINE_list('strategies', ['deep_narrow', 'width_first'],
-                  'Strategies solved at the budget (suite.strategies names).')
-flags.DEFINE_integer('steps', 500, 'Upstream training steps per shape.', lower_bound=1,
-                     upper_bound=1_000_000)
-flags.DEFINE_integer('batch_size', 64, 'Upstream batch size.', lower_bound=1, upper_bound=65536)
-flags.DEFINE_float('learning_rate', 2e-3, 'Peak AdamW learning rate (10% warm-up, cosine).')
-flagcheck.require('learning_rate', lambda rate: 0 < rate < math.inf, 'a number > 0')
-flags.DEFINE_integer('max_eval_examples', 2400, 'Upstream test images scored (None: all 4800).',
-                     lower_bound=1)
-flags.DEFINE_list('shots', ['1', '5', '10', '25'], 'Few-shot probe sizes (examples per class).')
-flagcheck.require('shots', lambda v: all(1 <= int(s) <= 100 for s in v),
-                  'comma-separated integers in [1, 100], e.g. 1,5,10,25')
-flags.DEFINE_integer('seeds', 2, 'Few-shot draws averaged per shot count.', lower_bound=1,
-                     upper_bound=10)
-flags.DEFINE_integer('seed', 0, 'Seed of initialisation and data order.', lower_bound=0)
-
 UPSTREAM, FEWSHOT = glyphs.UPSTREAM, glyphs.FEWSHOT
 # The report's keys, and each run's besides the shape's fields (tests/test_results.py reads them).
 REPORT_KEYS = ('flags', 'base', 'budget_params', 'chance', 'pixel_baseline', 'shapes', 'checks',
@@ -69,6 +42,37 @@ FLAG_NAMES = ('base_layers', 'base_d_model', 'budget_factor', 'strategies', 'ste
               'batch_size', 'learning_rate', 'max_eval_examples', 'shots', 'seeds', 'seed')
 HEAD_DIM = 32
 ABOVE_CHANCE = 3.0  # "well above chance": at least this multiple of 1 / classes
+
+
+def define_flags() -> None:
+  """The command's flags (defined when it runs, so that importing the module for its report
+  keys and checks defines none)."""
+  flags.DEFINE_string('output', None, 'Also write the JSON here (e.g. '
+                      'results/vision_shape_check.json).')
+  flags.DEFINE_string('workdir', None, 'Where the runs go (default: a temporary directory). '
+                      'A rerun in the same workdir resumes finished runs from their checkpoints.')
+  flags.DEFINE_integer('base_layers', 4, 'Encoder layers of the base shape.', lower_bound=1,
+                       upper_bound=64)
+  flags.DEFINE_integer('base_d_model', 64, 'Width of the base shape (d_ff = 4x, heads of 32).',
+                       lower_bound=32, upper_bound=1024)
+  flags.DEFINE_float('budget_factor', 2.0, 'Parameter budget of both shapes, as a multiple of '
+                     "the base's parameters.")
+  flagcheck.require('budget_factor', lambda f: 1.0 <= f <= 64.0, 'a number in [1, 64]')
+  flags.DEFINE_list('strategies', ['deep_narrow', 'width_first'],
+                    'Strategies solved at the budget (suite.strategies names).')
+  flags.DEFINE_integer('steps', 500, 'Upstream training steps per shape.', lower_bound=1,
+                       upper_bound=1_000_000)
+  flags.DEFINE_integer('batch_size', 64, 'Upstream batch size.', lower_bound=1, upper_bound=65536)
+  flags.DEFINE_float('learning_rate', 2e-3, 'Peak AdamW learning rate (10% warm-up, cosine).')
+  flagcheck.require('learning_rate', lambda rate: 0 < rate < math.inf, 'a number > 0')
+  flags.DEFINE_integer('max_eval_examples', 2400, 'Upstream test images scored (None: all 4800).',
+                       lower_bound=1)
+  flags.DEFINE_list('shots', ['1', '5', '10', '25'], 'Few-shot probe sizes (examples per class).')
+  flagcheck.require('shots', lambda v: all(1 <= int(s) <= 100 for s in v),
+                    'comma-separated integers in [1, 100], e.g. 1,5,10,25')
+  flags.DEFINE_integer('seeds', 2, 'Few-shot draws averaged per shot count.', lower_bound=1,
+                       upper_bound=10)
+  flags.DEFINE_integer('seed', 0, 'Seed of initialisation and data order.', lower_bound=0)
 
 
 def base_shape(layers: int, d_model: int) -> shapes.Shape:
@@ -167,4 +171,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   flagcheck.run(main)

@@ -90,6 +90,8 @@ def test_reference_is_timed_on_the_same_batch(record):
     (['--input_length=0'], '--input_length=0 is out of range: --input_length takes an integer'),
     (['--target_length=-4'], '--target_length=-4 is out of range'),
     (['--dtype=float16'], '--dtype=float16: value should be one of <auto|float32|bfloat16>'),
+    (['--remat=some'], '--remat=some: value should be one of <none|full|dots|dots_no_batch>'),
+    (['--image_size=0'], '--image_size=0 is out of range'),
     (['small'], 'unexpected arguments small'),
 ])
 def test_bad_flag_values_are_one_line_errors(args, expected):
@@ -173,3 +175,15 @@ def test_unknown_optimizer_names_the_domains_presets():
                          '--optimizer=adam'], capture_output=True, text=True, timeout=300)
   assert done.returncode == 1 and done.stdout == ''
   assert "text has no optimizer 'adam'; valid: adafactor, adamw" in done.stderr
+
+
+@pytest.mark.parametrize('fields, message', [
+    ({'dtype': 'float16'}, "dtype='float16': valid compute dtypes are float32, bfloat16"),
+    ({'attention': 'flash'}, "attention='flash': valid kernels are xla, cudnn"),
+    ({'remat': 'some'}, "remat='some': valid policies are none, full, dots, dots_no_batch"),
+    ({'dropout_rate': 1.0}, 'dropout_rate=1.0: must be in [0, 1)'),
+])
+def test_model_options_name_the_bad_value_and_the_valid_ones(fields, message):
+  with pytest.raises(ValueError) as error:
+    ModelOptions(**fields)
+  assert message in str(error.value)

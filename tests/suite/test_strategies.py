@@ -392,3 +392,38 @@ def test_ladder_names_known_answers():
   assert shapes.display_name(strategies.deep_narrow(shapes.parse('B/16'), 0.5)) == 'M/16-ff2176'
   assert shapes.display_name(strategies.width(small, 1.25)).startswith('text:el6-dl6-dm640-')
   assert shapes.display_name(strategies.width(small, 1.5)) == 'small-dm768'  # released
+
+
+@pytest.mark.parametrize('name', [n for n in strategies.STRATEGIES if n != 'decoder_depth'])
+def test_one_strategy_gives_a_t5_ladder_and_a_vit_ladder_in_one_call(name):
+  strategy = strategies.get(name)
+  steps = (-1, 0, 1, 2)
+  ladders = strategy.ladders(BASES, steps)
+  assert set(ladders) == {'text', 'vision'}
+  for domain, ladder in ladders.items():
+    base = BASES[domain]
+    assert ladder[1] == base  # step 0
+    assert [strategy.step(base, k) for k in steps] == ladder
+    for shape in ladder:
+      assert shape.domain == domain
+      # Family options stay the base's: vocabulary and tying for T5, image options for ViT.
+      assert (shape.vocab_size, shape.tie_embeddings, shape.image_size, shape.patch_size,
+              shape.pooling, shape.num_classes) == (
+                  base.vocab_size, base.tie_embeddings, base.image_size, base.patch_size,
+                  base.pooling, base.num_classes)
+      assert (shape.num_decoder_layers > 0) == (domain == 'text')
+    params = [costs.params(s) for s in ladder]
+    assert params == sorted(params), (domain, params)
+
+
+def test_deep_narrow_ladders_go_deep_first_in_both_domains():
+  ladders = strategies.get('deep_narrow').ladders(BASES, (1, 2))
+  for domain, (up1, up2) in ladders.items():
+    base = BASES[domain]
+    assert up1.num_encoder_layers == 2 * base.num_encoder_layers, domain
+    assert up1.d_model == base.d_model, domain  # depth alone at x2
+    # x4: deeper still (up to the cap of 36), widening only what the cap leaves over.
+    assert up2.num_encoder_layers == min(4 * base.num_encoder_layers,
+                                         strategies.DEEP_NARROW_MAX_LAYERS), domain
+    assert (up2.d_model > base.d_model) == (4 * base.num_encoder_layers >
+                                            strategies.DEEP_NARROW_MAX_LAYERS), domain

@@ -139,3 +139,29 @@ def test_each_step_draws_a_new_dropout_mask(shape, pretrained):
   step0, step1, step0_again = loss_at(0), loss_at(1), loss_at(0)
   assert step0 == step0_again
   assert abs(step0 - step1) > 1e-4  # a new mask, not float noise (the repeat is exact)
+
+
+def test_the_evaluate_stage_scores_a_runs_checkpoint_through_the_contract(shape, pretrained,
+                                                                          tmp_path):
+  """The Domain's `evaluate` stage restores a workdir's latest params onto the core's eval
+  steps and gives the run's own final evaluation; the core turns its result into a journal
+  record with DESIGN.md's fields."""
+  from suite.domain import ModelOptions, StageConfig, journal_record
+  from tasks import span_corruption
+  workdir, result = pretrained
+  sizes = {'input_length': 64, 'target_length': span_corruption.lengths_for_inputs(64).targets}
+  config = StageConfig(task=train.PRETRAIN_TASK, batch_size=16, workload=sizes,
+                       init_params=str(workdir), max_eval_examples=32)
+  scored = text_domain.DOMAIN.stages['evaluate'](shape, ModelOptions(), config, tmp_path)
+  assert (scored.stage, scored.status, scored.steps) == ('evaluate', 'ok', 0)
+  assert scored.metrics == pytest.approx(result.metrics, rel=1e-6)
+  record = journal_record(scored, domain='text', shape=shape, seed=0, strategy='canonical',
+                          scale=1.0, workload=text_domain.DOMAIN.workload(shape, **sizes))
+  assert set(record) == {'run_id', 'domain', 'strategy', 'scale', 'shape_name', 'shape',
+                         'params', 'train_flops_per_example', 'workload', 'stage', 'task',
+                         'metrics', 'steps', 'seed', 'wall_s', 'status', 'versions'}
+  assert record['metrics'] == dict(scored.metrics) and record['workload'] == sizes
+  assert json.loads(json.dumps(record)) == record
+  again = journal_record(scored, domain='text', shape=shape, seed=1, strategy='canonical',
+                         scale=1.0, workload=text_domain.DOMAIN.workload(shape, **sizes))
+  assert again['run_id'] != record['run_id']  # the seed tells runs apart
