@@ -169,14 +169,27 @@ def normalized_method(method: str) -> set[str]:
   return {'MFU' if 'MFU' in c else c for c in clauses}
 
 
+# Per domain, the command line itself (so the allocator setting and the reference runs are as
+# in the files) on a small shape at tiny sizes.
+TINY_BENCH = {
+    'text': 'python -m suite.bench --domain=text --shapes=tiny-nl2-dm128-ff512-nh2 --batch=2 '
+            '--input_length=8 --target_length=4 --steps=1 --repeats=1 --warmup=0 '
+            '--compare=reference',
+    'vision': 'python -m suite.bench --domain=vision --shapes=Ti/8-nl2 --image_size=16 --batch=2 '
+              '--steps=1 --repeats=1 --warmup=0 --compare=reference',
+}
+
+
 @pytest.fixture(scope='module')
 def tiny_bench():
-  """The command line itself (so the allocator setting and the reference runs are as in the
-  files), on a 2-layer shape at 8/4 tokens."""
-  return json.loads(run_command(
-      'python -m suite.bench --domain=text --shapes=tiny-nl2-dm128-ff512-nh2 --batch=2 '
-      '--input_length=8 --target_length=4 --steps=1 --repeats=1 --warmup=0 '
-      '--compare=reference'))[0]
+  """domain -> the first item a tiny run of the command prints (run once per domain)."""
+  runs = {}
+
+  def run(domain: str) -> dict:
+    if domain not in runs:
+      runs[domain] = json.loads(run_command(TINY_BENCH[domain]))[0]
+    return runs[domain]
+  return run
 
 
 @pytest.mark.parametrize('name', files_of('suite.bench'))
@@ -184,20 +197,21 @@ def test_bench_file_has_the_current_structure(name, tiny_bench):
   flags = flag_values(COMMANDS[name])
   items = json.loads((RESULTS / name).read_text())
   assert [item['name'] for item in items] == flags['shapes'].split(',')
+  tiny = tiny_bench(flags.get('domain', 'text'))
   for item in items:
-    expected = dict(tiny_bench)
+    expected = dict(tiny)
     if flags.get('compare') != 'reference':
       expected = {k: v for k, v in expected.items()
                   if not k.startswith(('reference', 'speedup_vs_reference'))}
     assert_same_structure(item, expected, name)
-    for flag in ('batch', 'input_length', 'target_length', 'optimizer'):
+    for flag in ('batch', 'input_length', 'target_length', 'image_size', 'optimizer'):
       if flag in flags:
         assert str(item[flag]) == flags[flag], (name, flag)
     # The method is the current code's: the same clauses, and the loop clause (no XLA FLOP
     # cross-check) exactly when the step ran in loops.
     method = normalized_method(item['method'])
     loops = {c for c in method if c.startswith('no XLA FLOP')}
-    assert method - loops == normalized_method(tiny_bench['method']), name
+    assert method - loops == normalized_method(tiny['method']), name
     assert bool(loops) == ('scan' in flags or int(flags.get('microbatches', 1)) > 1), name
 
 
