@@ -16,7 +16,7 @@ import tokenize
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from text.t5 import CheckpointError
+from suite.hf_checkpoint import CheckpointError
 
 OPERATIVE_CONFIG = 'operative_config.gin'
 

@@ -18,10 +18,11 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from suite.hf_checkpoint import CheckpointError, unflatten
 from suite.shapes import Shape
 from text.gin_config import OPERATIVE_CONFIG, REQUIRED, GinConfig, Reference, read_gin
 from text.network import T5Network, scan_params
-from text.t5 import CheckpointError, _param_shapes, _unflatten
+from text.t5 import _param_shapes
 
 _INDEX_FILE = re.compile(r'^model\.ckpt-(\d+)\.index$')
 _STACKS = ('encoder', 'decoder')
@@ -410,7 +411,7 @@ def from_mesh_tf(model_dir: str, step: int | None = None, dtype: Any = jnp.float
         f'{prefix}: {len(unused)} variable(s) that {gin.path} has no place for: {listed}'
         f'{more}. The gin and the checkpoint disagree (e.g. more layers in the checkpoint), '
         'or the model has parts our T5 lacks.')
-  params = _unflatten(flat)
+  params = unflatten(flat)
   if network.scan_layers:
     params = scan_params(params)
   return network, params

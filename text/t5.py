@@ -21,18 +21,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from suite.hf_checkpoint import (
+  CONFIG_FILE,
+  SAFETENSORS_FILE,
+  CheckpointError,
+  flatten,
+  read_config,
+  read_tensors,
+  unflatten,
+)
 from suite.shapes import TEXT_ACTIVATIONS, Shape, closest
 from text.model import T5Model
 from text.network import T5Network, scan_params, unscan_params
-
-CONFIG_FILE = 'config.json'
-SAFETENSORS_FILE = 'model.safetensors'
-SAFETENSORS_INDEX_FILE = 'model.safetensors.index.json'
-TORCH_FILE = 'pytorch_model.bin'
-
-
-class CheckpointError(ValueError):
-  """A Hugging Face checkpoint directory cannot be read as this T5; says which file and why."""
 
 
 def build(shape: Shape, dtype: Any = jnp.float32, *, dropout_rate: float = 0.1,
@@ -161,120 +161,10 @@ def _param_shapes(network: T5Network) -> dict[tuple[str, ...], tuple[int, ...]]:
   unscanned = network.clone(scan_layers=False)
   tokens = jnp.ones((1, 1), jnp.int32)
   tree = jax.eval_shape(lambda: unscanned.init(jax.random.key(0), tokens, tokens))['params']
-  return {path: tuple(leaf.shape) for path, leaf in _flatten(nn.unbox(tree))}
-
-
-def _flatten(tree, prefix=()) -> Iterator[tuple[tuple[str, ...], Any]]:
-  for key, value in tree.items():
-    if isinstance(value, Mapping):
-      yield from _flatten(value, (*prefix, key))
-    else:
-      yield (*prefix, key), value
-
-
-def _unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict:
-  tree: dict = {}
-  for path, value in flat.items():
-    node = tree
-    for key in path[:-1]:
-      node = node.setdefault(key, {})
-    node[path[-1]] = value
-  return tree
+  return {path: tuple(leaf.shape) for path, leaf in flatten(nn.unbox(tree))}
 
 
 # ---- reading and writing tensors -------------------------------------------------------------
-
-def _read_config(path: str) -> dict:
-  if not os.path.isdir(path):
-    raise CheckpointError(f'{path}: not a directory; from_hf takes a local Hugging Face T5 '
-                          'directory holding config.json and model.safetensors or '
-                          'pytorch_model.bin.')
-  config_path = os.path.join(path, CONFIG_FILE)
-  if not os.path.isfile(config_path):
-    raise CheckpointError(f'{config_path}: missing; a Hugging Face T5 directory needs its '
-                          'config.json (save_pretrained writes it).')
-  try:
-    with open(config_path) as f:
-      return json.load(f)
-  except json.JSONDecodeError as e:
-    raise CheckpointError(f'{config_path}: not valid JSON ({e}).') from e
-
-
-def _read_tensors(path: str) -> tuple[dict[str, np.ndarray], dict[str, str], str]:
-  """(tensors as float32 numpy arrays, the file each came from, the checkpoint's main file).
-
-  The main file is the weights file, or the shard index for a sharded safetensors checkpoint.
-  """
-  single = os.path.join(path, SAFETENSORS_FILE)
-  index = os.path.join(path, SAFETENSORS_INDEX_FILE)
-  torch_file = os.path.join(path, TORCH_FILE)
-  if os.path.isfile(single):
-    return *_read_safetensors([single]), single
-  if os.path.isfile(index):
-    return *_read_safetensors(_shard_files(path, index)), index
-  if os.path.isfile(torch_file):
-    tensors = _read_torch(torch_file)
-    return tensors, dict.fromkeys(tensors, torch_file), torch_file
-  raise CheckpointError(f'{path}: no weights; expected {SAFETENSORS_FILE}, '
-                        f'{SAFETENSORS_INDEX_FILE} or {TORCH_FILE}.')
-
-
-def _shard_files(path: str, index: str) -> list[str]:
-  """The shard files a model.safetensors.index.json names, checked to exist."""
-  try:
-    with open(index) as f:
-      weight_map = json.load(f)['weight_map']
-    shards = sorted(set(weight_map.values()))
-  except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-    raise CheckpointError(f'{index}: not a shard index ({type(e).__name__}: {e}); it must be '
-                          'JSON with a "weight_map" of tensor name -> shard file, as '
-                          'save_pretrained writes it.') from e
-  files = [os.path.join(path, shard) for shard in shards]
-  for file in files:
-    if not os.path.isfile(file):
-      raise CheckpointError(f'{file}: missing; {index} lists it as a shard. Copy every shard '
-                            'of the checkpoint into the directory.')
-  return files
-
-
-def _read_safetensors(files: list[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-  from safetensors import safe_open
-  tensors, origins = {}, {}
-  for file in files:
-    try:
-      # The 'flax' framework reads bfloat16 too, which plain numpy cannot.
-      with safe_open(file, framework='flax') as f:
-        for key in f.keys():
-          tensors[key] = np.asarray(f.get_tensor(key), dtype=np.float32)
-          origins[key] = file
-    except Exception as e:  # SafetensorError, OSError, ...: all mean an unusable file
-      raise CheckpointError(
-          f'{file}: cannot read as safetensors ({type(e).__name__}: {e}); the file is truncated '
-          'or corrupt: download it again or re-save the model with save_pretrained.') from e
-  return tensors, origins
-
-
-def _read_torch(file: str) -> dict[str, np.ndarray]:
-  import torch  # optional dependency (the `hf` extra); only for .bin checkpoints
-  try:
-    state = torch.load(file, map_location='cpu', weights_only=True)
-  except Exception as e:  # UnpicklingError, EOFError, RuntimeError, OSError, ...
-    first_line = str(e).strip().split('\n')[0][:300]
-    raise CheckpointError(
-        f'{file}: cannot read as a PyTorch state dict ({type(e).__name__}: {first_line}); the '
-        'file is truncated, corrupt, or not a plain state dict of tensors: download it again '
-        'or re-save the model with save_pretrained.') from e
-  if not isinstance(state, Mapping):
-    raise CheckpointError(f'{file}: holds a {type(state).__name__}, not a state dict of '
-                          'tensors; re-save the model with save_pretrained.')
-  tensors = {}
-  for key, value in state.items():
-    if not isinstance(value, torch.Tensor):
-      raise CheckpointError(f'{file}: entry {key!r} is a {type(value).__name__}, not a tensor; '
-                            're-save the model with save_pretrained.')
-    tensors[key] = value.detach().to(torch.float32).numpy()
-  return tensors
-
 
 # Names transformers writes that need no parameter of ours: the copies of the tied embedding
 # (state_dict() and pytorch_model.bin hold them), and a bias old T5 checkpoints carry that
@@ -309,11 +199,11 @@ def from_hf(path: str, dtype: Any = jnp.float32, **network_options) -> tuple[T5N
   do not describe a T5ForConditionalGeneration: unreadable files, missing or misshapen
   tensors, and tensors the config leaves unused (e.g. more layers in the file than in it).
   """
-  config = _read_config(path)
+  config = read_config(path, 'T5')
   shape, epsilon = shape_from_config(config, os.path.join(path, CONFIG_FILE))
   network_options.setdefault('dropout_rate', float(config.get('dropout_rate', 0.1)))
   network = T5Network(shape, dtype=dtype, layer_norm_epsilon=epsilon, **network_options)
-  tensors, origins, source = _read_tensors(path)
+  tensors, origins, source = read_tensors(path)
   used = set()
   if 'shared.weight' not in tensors and 'encoder.embed_tokens.weight' in tensors:
     tensors['shared.weight'] = tensors['encoder.embed_tokens.weight']
@@ -344,7 +234,7 @@ def from_hf(path: str, dtype: Any = jnp.float32, **network_options) -> tuple[T5N
     flat[ours] = jnp.asarray(_to_ours(array, kind, shape))
     used.add(hf_name)
   _check_all_used(tensors, used, origins, source, shape)
-  params = _unflatten(flat)
+  params = unflatten(flat)
   if network.scan_layers:
     params = scan_params(params)
   return network, params
@@ -362,7 +252,7 @@ def to_hf(model: T5Model | T5Network | Shape, params: Mapping, path: str,
   params = nn.unbox(params)
   if 'encoder' in params and 'layers' in params['encoder']:
     params = unscan_params(params)
-  flat = dict(_flatten(params))
+  flat = dict(flatten(params))
   expected = _param_shapes(network)
   tensors = {}
   for ours, hf_name, kind in _tensor_map(shape):

@@ -18,8 +18,8 @@ import re
 import jax
 import numpy as np
 
+from suite.hf_checkpoint import CheckpointError, Path, flatten, unflatten
 from suite.shapes import VISION, Shape
-from vision.checkpoints import CheckpointError, Path, flatten, unflatten
 from vision.network import CHANNELS
 
 _INDEXED = re.compile(r'^(.*)_(\d+)$')

@@ -10,9 +10,7 @@ written in the saved spelling, which both versions load.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -22,13 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from suite.hf_checkpoint import CONFIG_FILE, CheckpointError, Path, flatten, read_tensors, unflatten
 from suite.shapes import VISION, Shape
 from vision.network import CHANNELS, ViTNetwork, posemb_sincos_2d
 
-CONFIG_FILE = 'config.json'
-SAFETENSORS_FILE = 'model.safetensors'
-SAFETENSORS_INDEX_FILE = 'model.safetensors.index.json'
-TORCH_FILE = 'pytorch_model.bin'
 # HF hidden_act -> our gelu_approximate: 'gelu' is exact (erf), the others the tanh form.
 HF_ACTIVATIONS = {'gelu': False, 'gelu_new': True, 'gelu_pytorch_tanh': True}
 # transformers 5.x in-memory names -> the saved names (the inverse of its conversion mapping).
@@ -39,11 +34,6 @@ _HF_V5_NAMES = ((r'^vit\.layers\.(\d+)\.', r'vit.encoder.layer.\1.'),
                 (r'\.attention\.o_proj\.', '.attention.output.dense.'),
                 (r'\.mlp\.fc1\.', '.intermediate.dense.'),
                 (r'\.mlp\.fc2\.', '.output.dense.'))
-Path = tuple[str, ...]
-
-
-class CheckpointError(ValueError):
-  """A checkpoint cannot be read or written as this ViT; says which file or tensor and why."""
 
 
 # ---- our tree ----------------------------------------------------------------------------------
@@ -55,24 +45,6 @@ def param_shapes(network: ViTNetwork) -> dict[Path, tuple[int, ...]]:
   images = jax.ShapeDtypeStruct((1, size, size, CHANNELS), jnp.float32)
   tree = jax.eval_shape(lambda x: unscanned.init(jax.random.key(0), x), images)['params']
   return {path: tuple(leaf.shape) for path, leaf in flatten(nn.unbox(tree))}
-
-
-def flatten(tree: Mapping, prefix: Path = ()) -> Iterator[tuple[Path, Any]]:
-  for key, value in tree.items():
-    if isinstance(value, Mapping):
-      yield from flatten(value, (*prefix, key))
-    else:
-      yield (*prefix, key), value
-
-
-def unflatten(flat: Mapping[Path, Any]) -> dict:
-  tree: dict = {}
-  for path, value in flat.items():
-    node = tree
-    for key in path[:-1]:
-      node = node.setdefault(key, {})
-    node[path[-1]] = value
-  return tree
 
 
 def check_and_build(network: ViTNetwork, flat: Mapping[Path, np.ndarray], source: str) -> dict:
@@ -232,86 +204,15 @@ def _to_hf_array(array: np.ndarray, kind: str) -> np.ndarray:
   return array.reshape(-1) if kind == 'flat' else array
 
 
-def read_hf_config(path: str) -> dict:
-  if not os.path.isdir(path):
-    raise CheckpointError(f'{path}: not a directory; from_hf takes a local Hugging Face ViT '
-                          'directory holding config.json and model.safetensors or '
-                          'pytorch_model.bin.')
-  config_path = os.path.join(path, CONFIG_FILE)
-  if not os.path.isfile(config_path):
-    raise CheckpointError(f'{config_path}: missing; a Hugging Face ViT directory needs its '
-                          'config.json (save_pretrained writes it).')
-  try:
-    with open(config_path) as f:
-      return json.load(f)
-  except json.JSONDecodeError as e:
-    raise CheckpointError(f'{config_path}: not valid JSON ({e}).') from e
-
-
 def read_hf_tensors(path: str) -> tuple[dict[str, np.ndarray], str]:
   """(tensors as float32 numpy arrays under their saved names, the weights file or index)."""
-  single = os.path.join(path, SAFETENSORS_FILE)
-  index = os.path.join(path, SAFETENSORS_INDEX_FILE)
-  torch_file = os.path.join(path, TORCH_FILE)
-  if os.path.isfile(single):
-    tensors, source = _read_safetensors([single]), single
-  elif os.path.isfile(index):
-    tensors, source = _read_safetensors(_shard_files(path, index)), index
-  elif os.path.isfile(torch_file):
-    tensors, source = _read_torch(torch_file), torch_file
-  else:
-    raise CheckpointError(f'{path}: no weights; expected {SAFETENSORS_FILE}, '
-                          f'{SAFETENSORS_INDEX_FILE} or {TORCH_FILE}.')
+  tensors, _, source = read_tensors(path)
   renamed = {}
   for name, value in tensors.items():
     for pattern, replacement in _HF_V5_NAMES:
       name = re.sub(pattern, replacement, name)
     renamed[name] = value
   return renamed, source
-
-
-def _shard_files(path: str, index: str) -> list[str]:
-  try:
-    with open(index) as f:
-      shards = sorted(set(json.load(f)['weight_map'].values()))
-  except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-    raise CheckpointError(f'{index}: not a shard index ({type(e).__name__}: {e}); it must be '
-                          'JSON with a "weight_map" of tensor name -> shard file.') from e
-  files = [os.path.join(path, shard) for shard in shards]
-  for file in files:
-    if not os.path.isfile(file):
-      raise CheckpointError(f'{file}: missing; {index} lists it as a shard.')
-  return files
-
-
-def _read_safetensors(files: list[str]) -> dict[str, np.ndarray]:
-  from safetensors import safe_open
-  tensors = {}
-  for file in files:
-    try:
-      with safe_open(file, framework='flax') as f:  # 'flax' reads bfloat16 too
-        for key in f.keys():
-          tensors[key] = np.asarray(f.get_tensor(key), dtype=np.float32)
-    except Exception as e:  # SafetensorError, OSError, ...: all mean an unusable file
-      raise CheckpointError(f'{file}: cannot read as safetensors ({type(e).__name__}: {e}); '
-                            'the file is truncated or corrupt: re-save the model with '
-                            'save_pretrained.') from e
-  return tensors
-
-
-def _read_torch(file: str) -> dict[str, np.ndarray]:
-  import torch  # optional dependency (the `hf` extra); only for .bin checkpoints
-  try:
-    state = torch.load(file, map_location='cpu', weights_only=True)
-  except Exception as e:  # UnpicklingError, EOFError, RuntimeError, OSError, ...
-    first_line = str(e).strip().split('\n')[0][:300]
-    raise CheckpointError(f'{file}: cannot read as a PyTorch state dict ({type(e).__name__}: '
-                          f'{first_line}); re-save the model with save_pretrained.') from e
-  if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor)
-                                               for v in state.values()):
-    raise CheckpointError(f'{file}: not a plain state dict of tensors; re-save the model with '
-                          'save_pretrained.')
-  return {k: v.detach().to(torch.float32).numpy() for k, v in state.items()}
 
 
 def from_hf_tensors(network: ViTNetwork, tensors: Mapping[str, np.ndarray], source: str,

@@ -17,9 +17,9 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from suite.hf_checkpoint import CONFIG_FILE, SAFETENSORS_FILE, CheckpointError, read_config
 from suite.shapes import Shape
 from vision import big_vision_checkpoints, checkpoints
-from vision.checkpoints import CheckpointError
 from vision.model import ViTModel
 from vision.network import ViTNetwork
 
@@ -49,7 +49,7 @@ def from_hf(path: str, dtype: Any = jnp.float32, **network_options) -> tuple[ViT
   CheckpointError naming the file and tensor for an unreadable directory, another model_type,
   a missing or misshapen tensor, or tensors the config has no place for.
   """
-  config = checkpoints.read_hf_config(path)
+  config = read_config(path, 'ViT')
   shape, numerics = checkpoints.shape_from_config(config, os.path.join(path, 'config.json'))
   network_options.setdefault('dropout_rate', float(config.get('hidden_dropout_prob', 0.0)))
   network = ViTNetwork(shape, dtype=dtype, **numerics, **network_options)
@@ -75,9 +75,9 @@ def to_hf(model: ViTModel | ViTNetwork | Shape, params: Mapping, path: str) -> N
   config = checkpoints.config_from_shape(network.shape, network.layer_norm_epsilon,
                                          network.gelu_approximate, network.dropout_rate)
   os.makedirs(path, exist_ok=True)
-  with open(os.path.join(path, checkpoints.CONFIG_FILE), 'w') as f:
+  with open(os.path.join(path, CONFIG_FILE), 'w') as f:
     json.dump(config, f, indent=2)
-  save_file(tensors, os.path.join(path, checkpoints.SAFETENSORS_FILE), metadata={'format': 'pt'})
+  save_file(tensors, os.path.join(path, SAFETENSORS_FILE), metadata={'format': 'pt'})
 
 
 def from_big_vision(npz_path: str, dtype: Any = jnp.float32, *, image_size: int | None = None,
