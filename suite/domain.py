@@ -164,6 +164,36 @@ class StageResult:
       raise ValueError('a failed stage names its error, and only a failed one.')
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+  """What a domain's training or evaluation function returns (text.train, vision.train),
+  before its domain turns it into a StageResult.
+
+  `metrics` is the headline (text: teacher-forced validation after pre-training, the task's
+  own metrics after finetuning; vision: top-1, or probe accuracies after few-shot);
+  `upstream` the domain's upstream measure of the resulting params (text: teacher-forced
+  validation; vision: top-1 on the trained task, empty after few-shot); `resumed_from` the
+  checkpoint step a resumed run started from.
+  """
+
+  stage: str
+  task: str
+  status: str
+  steps: int
+  wall_s: float
+  metrics: dict[str, float]
+  upstream: dict[str, float]
+  train_metrics: dict[str, float]
+  resumed_from: int | None
+  params: Any = dataclasses.field(repr=False, compare=False)
+
+  def record(self) -> dict[str, Any]:
+    """Plain JSON-able values for the results journal (params left out)."""
+    return {'stage': self.stage, 'task': self.task, 'status': self.status, 'steps': self.steps,
+            'wall_s': self.wall_s, 'metrics': dict(self.metrics),
+            'upstream': dict(self.upstream), 'train_metrics': dict(self.train_metrics)}
+
+
 class Stage(Protocol):
   """Runs one stage of a domain's recipe in `workdir` (resuming from its checkpoint)."""
 

@@ -95,7 +95,7 @@ def _sizes(config: StageConfig) -> dict[str, int]:
 
 
 def _result(result: Any) -> StageResult:
-  """A text.train.TextResult as the contract's StageResult (flat, namespaced metrics)."""
+  """A text.train TrainResult as the contract's StageResult (flat, namespaced metrics)."""
   metrics = dict(result.metrics)
   if result.stage == FINETUNE:
     metrics.update({f'upstream/{k}': v for k, v in result.upstream.items()})

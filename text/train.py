@@ -17,7 +17,6 @@ Shapes must cover the configured vocabulary (`match_vocabulary` sets vocab_size 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -29,6 +28,7 @@ import seqio
 from jax.sharding import Mesh
 
 from suite import costs, loop
+from suite.domain import TrainResult
 from suite.optim import OptimizerConfig, t5_finetune, t5_pretrain
 from suite.shapes import Shape
 from tasks import span_corruption
@@ -37,29 +37,6 @@ from text.domain import FINETUNE, PREDICTIONS_DIR, PRETRAIN, Lengths
 from text.model import T5Model, finalize_metrics
 
 PRETRAIN_TASK = 'embedded_pretrain_v1'
-
-
-@dataclasses.dataclass(frozen=True)
-class TextResult:
-  """How a stage ended. `metrics` is the headline: upstream metrics after pre-training, the
-  task's own metrics after finetuning; `upstream` is always the teacher-forced validation."""
-
-  stage: str
-  task: str
-  status: str
-  steps: int
-  wall_s: float
-  metrics: dict[str, float]
-  upstream: dict[str, float]
-  train_metrics: dict[str, float]
-  resumed_from: int | None
-  params: Any = dataclasses.field(repr=False, compare=False)
-
-  def record(self) -> dict[str, Any]:
-    """Plain JSON-able values for the results journal (params left out)."""
-    return {'stage': self.stage, 'task': self.task, 'status': self.status, 'steps': self.steps,
-            'wall_s': self.wall_s, 'metrics': dict(self.metrics),
-            'upstream': dict(self.upstream), 'train_metrics': dict(self.train_metrics)}
 
 
 def vocabulary_size(task: str = PRETRAIN_TASK) -> int:
@@ -141,7 +118,7 @@ def pretrain(model_or_shape: T5Model | Shape, task: str = PRETRAIN_TASK, *, step
              seed: int = 0, dtype: Any = jnp.float32, dropout_rate: float = 0.0,
              eval_batch_size: int | None = None, max_eval_examples: int | None = None,
              init_params: Any = None, mesh: Mesh | None = None,
-             **loop_options: Any) -> TextResult:
+             **loop_options: Any) -> TrainResult:
   """Span-corruption pre-training on a task or mixture; resumes from `workdir`'s checkpoint.
 
   target_length defaults to what span corruption makes of `input_length` (512 -> 114).
@@ -157,7 +134,7 @@ def pretrain(model_or_shape: T5Model | Shape, task: str = PRETRAIN_TASK, *, step
              steps=steps, batch_size=batch_size, workdir=workdir, seed=seed,
              eval_batch_size=eval_batch_size, max_eval_examples=max_eval_examples,
              loop_options=loop_options, init_params=init_params, mesh=mesh)
-  return TextResult(stage=PRETRAIN, task=task, status=fit.status, steps=fit.step,
+  return TrainResult(stage=PRETRAIN, task=task, status=fit.status, steps=fit.step,
                     wall_s=fit.wall_s, metrics=dict(fit.eval_metrics),
                     upstream=dict(fit.eval_metrics), train_metrics=dict(fit.train_metrics),
                     resumed_from=fit.resumed_from, params=fit.state.params)
@@ -171,7 +148,7 @@ def finetune(model_or_shape: T5Model | Shape, task: str, *, steps: int, batch_si
              seed: int = 0, dtype: Any = jnp.float32, dropout_rate: float = 0.1,
              eval_split: str = 'validation', eval_batch_size: int | None = None,
              max_eval_examples: int | None = None, max_decode_len: int | None = None,
-             mesh: Mesh | None = None, **loop_options: Any) -> TextResult:
+             mesh: Mesh | None = None, **loop_options: Any) -> TrainResult:
   """Finetunes on a task or mixture from `init_params` (None: from scratch), then decodes.
 
   optimizer defaults to T5 finetuning (Adafactor, constant 1e-3). After training, the
@@ -194,7 +171,7 @@ def finetune(model_or_shape: T5Model | Shape, task: str, *, steps: int, batch_si
         max_decode_len=max_decode_len, max_examples=max_eval_examples,
         predictions_dir=os.path.join(os.fspath(workdir), PREDICTIONS_DIR),
         eval_steps=fit.trainer.eval_steps)  # decodes on the run's mesh and param shardings
-  return TextResult(stage=FINETUNE, task=task, status=fit.status, steps=fit.step,
+  return TrainResult(stage=FINETUNE, task=task, status=fit.status, steps=fit.step,
                     wall_s=time.perf_counter() - start, metrics=metrics,
                     upstream=dict(fit.eval_metrics), train_metrics=dict(fit.train_metrics),
                     resumed_from=fit.resumed_from,

@@ -96,7 +96,7 @@ def _check_shape_workload(shape: Shape, config: StageConfig) -> None:
 
 
 def _result(result: Any) -> StageResult:
-  """A vision.train.VisionResult as the contract's StageResult (flat, namespaced metrics)."""
+  """A vision.train TrainResult as the contract's StageResult (flat, namespaced metrics)."""
   metrics = dict(result.metrics)
   metrics.update({f'train/{k}': v for k, v in result.train_metrics.items()})
   return StageResult(stage=result.stage, task=result.task, status=result.status,

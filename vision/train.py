@@ -35,6 +35,7 @@ from jax.sharding import Mesh
 
 from suite import evaluation as core_eval
 from suite import loop, trainer
+from suite.domain import TrainResult
 from suite.optim import OptimizerConfig, vit_adamw, vit_finetune_sgd
 from suite.shapes import VISION, Shape, ShapeError
 from tasks import image_preprocess, images
@@ -44,30 +45,6 @@ from vision.model import ViTModel, cross_entropy, summarize_example_sums
 UPSTREAM, EVALUATE, FEWSHOT, FINETUNE = 'upstream', 'evaluate', 'fewshot', 'finetune'
 STAGES = (UPSTREAM, EVALUATE, FEWSHOT, FINETUNE)
 DEFAULT_EVAL_BATCH = 256
-
-
-@dataclasses.dataclass(frozen=True)
-class VisionResult:
-  """How a stage ended. `metrics` is the headline (top-1 after upstream, evaluation and
-  finetuning; probe accuracies after few-shot); `upstream` is the top-1 evaluation of the
-  trained model on its own task's eval split (empty for few-shot)."""
-
-  stage: str
-  task: str
-  status: str
-  steps: int
-  wall_s: float
-  metrics: dict[str, float]
-  upstream: dict[str, float]
-  train_metrics: dict[str, float]
-  resumed_from: int | None
-  params: Any = dataclasses.field(repr=False, compare=False)
-
-  def record(self) -> dict[str, Any]:
-    """Plain JSON-able values for the results journal (params left out)."""
-    return {'stage': self.stage, 'task': self.task, 'status': self.status, 'steps': self.steps,
-            'wall_s': self.wall_s, 'metrics': dict(self.metrics),
-            'upstream': dict(self.upstream), 'train_metrics': dict(self.train_metrics)}
 
 
 def get_task(name: str) -> images.ImageTask:
@@ -284,7 +261,7 @@ def upstream(model_or_shape: ViTModel | Shape, task: str, *, steps: int, batch_s
              label_smoothing: float = 0.0, mixup_alpha: float = 0.0,
              eval_batch_size: int | None = None, max_eval_examples: int | None = None,
              evaluators: Sequence[core_eval.Evaluator] = (), init_params: Any = None,
-             mesh: Mesh | None = None, **loop_options: Any) -> VisionResult:
+             mesh: Mesh | None = None, **loop_options: Any) -> TrainResult:
   """Supervised training on `task`'s train split; resumes from `workdir`'s checkpoint.
 
   optimizer defaults to AdamW, lr 1e-3, 10% warm-up, cosine decay, weight decay 1e-4, clipping
@@ -298,7 +275,7 @@ def upstream(model_or_shape: ViTModel | Shape, task: str, *, steps: int, batch_s
              seed=seed, eval_batch_size=eval_batch_size, max_eval_examples=max_eval_examples,
              loop_options=loop_options, init_params=init_params, mesh=mesh,
              evaluators=evaluators)
-  return VisionResult(stage=UPSTREAM, task=task, status=fit.status, steps=fit.step,
+  return TrainResult(stage=UPSTREAM, task=task, status=fit.status, steps=fit.step,
                       wall_s=fit.wall_s, metrics=dict(fit.eval_metrics),
                       upstream=dict(fit.eval_metrics), train_metrics=dict(fit.train_metrics),
                       resumed_from=fit.resumed_from, params=fit.state.params)
@@ -313,7 +290,7 @@ def evaluate(model_or_shape: ViTModel | Shape, params: Any, task: str, *,
              split: str | None = None, batch_size: int = DEFAULT_EVAL_BATCH,
              max_examples: int | None = None, dtype: Any = jnp.float32,
              mesh: Mesh | None = None,
-             eval_steps: core_eval.EvalSteps | None = None) -> VisionResult:
+             eval_steps: core_eval.EvalSteps | None = None) -> TrainResult:
   """Top-1 of `params` on a split (default: the task's eval split), exact over every example:
   fixed-size batches, the ragged last one padded with zero-weight rows."""
   start = time.perf_counter()
@@ -322,7 +299,7 @@ def evaluate(model_or_shape: ViTModel | Shape, params: Any, task: str, *,
   steps = _eval_steps(model, mesh, eval_steps)
   data = eval_batches(task, batch_size, model.shape.image_size, split, max_examples)
   metrics = core_eval.SumsEvaluator(data, summarize_example_sums).evaluate(steps, params)
-  return VisionResult(stage=EVALUATE, task=task, status=loop.OK, steps=0,
+  return TrainResult(stage=EVALUATE, task=task, status=loop.OK, steps=0,
                       wall_s=time.perf_counter() - start, metrics=metrics, upstream={},
                       train_metrics={}, resumed_from=None, params=params)
 
@@ -331,7 +308,7 @@ def fewshot(model_or_shape: ViTModel | Shape, params: Any, tasks: str | Sequence
             shots: Sequence[int] = images.FEWSHOT_SHOTS, seeds: Sequence[int] = (0,),
             batch_size: int = DEFAULT_EVAL_BATCH,
             pixel_baseline: bool = False, dtype: Any = jnp.float32, mesh: Mesh | None = None,
-            eval_steps: core_eval.EvalSteps | None = None) -> VisionResult:
+            eval_steps: core_eval.EvalSteps | None = None) -> TrainResult:
   """Linear probes on frozen features (`FewshotEvaluator`): `fewshot/<task>/<k>shot` for each
   task and k in `shots` (mean over `seeds` of the draw); with pixel_baseline, also
   `fewshot_pixels/<task>/<k>shot`, the same probes on raw pixels."""
@@ -343,7 +320,7 @@ def fewshot(model_or_shape: ViTModel | Shape, params: Any, tasks: str | Sequence
   metrics = evaluator.evaluate(_eval_steps(model, mesh, eval_steps), params)
   if pixel_baseline:
     metrics.update(evaluator.pixel_baseline())
-  return VisionResult(stage=FEWSHOT, task=','.join(tasks), status=loop.OK, steps=0,
+  return TrainResult(stage=FEWSHOT, task=','.join(tasks), status=loop.OK, steps=0,
                       wall_s=time.perf_counter() - start, metrics=metrics, upstream={},
                       train_metrics={}, resumed_from=None, params=params)
 
@@ -377,7 +354,7 @@ def finetune(model_or_shape: ViTModel | Shape, task: str, *, upstream: Any, step
              dtype: Any = jnp.float32, dropout_rate: float = 0.0, label_smoothing: float = 0.0,
              mixup_alpha: float = 0.0, eval_batch_size: int | None = None,
              max_eval_examples: int | None = None, mesh: Mesh | None = None,
-             **loop_options: Any) -> VisionResult:
+             **loop_options: Any) -> TrainResult:
   """Transfer: a new (zero) head for `task`'s classes on the upstream body, trained on `task`.
 
   `upstream` is the upstream params (a tree) or the workdir of the upstream run (its latest
@@ -403,7 +380,7 @@ def finetune(model_or_shape: ViTModel | Shape, task: str, *, upstream: Any, step
   fit = _fit(training, task, optimizer, steps=steps, batch_size=batch_size, workdir=workdir,
              seed=seed, eval_batch_size=eval_batch_size, max_eval_examples=max_eval_examples,
              loop_options=loop_options, init_params=init_params, mesh=mesh)
-  return VisionResult(stage=FINETUNE, task=task, status=fit.status, steps=fit.step,
+  return TrainResult(stage=FINETUNE, task=task, status=fit.status, steps=fit.step,
                       wall_s=time.perf_counter() - start, metrics=dict(fit.eval_metrics),
                       upstream=dict(fit.eval_metrics), train_metrics=dict(fit.train_metrics),
                       resumed_from=fit.resumed_from, params=fit.state.params)
