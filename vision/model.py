@@ -99,17 +99,11 @@ class ViTModel:
     }
 
   def eval_metrics(self, params, batch: Mapping[str, jax.Array]) -> dict:
-    """Weighted sums over the batch; add them across batches, then `finalize_metrics`."""
-    _check_batch(batch)
-    loss, nll, correct = cross_entropy(self._logits(params, batch['image']), batch['label'],
-                                       self.label_smoothing)
-    weights = _weights(batch)
-    return {
-        'loss_sum': jnp.sum(loss * weights),
-        'nll_sum': jnp.sum(nll * weights),
-        'correct_sum': jnp.sum(correct * weights),
-        'weight_sum': jnp.sum(weights),
-    }
+    """`example_metrics` summed over the batch, each row weighted by its `weight` (1 if
+    absent); add them across batches, then `finalize_metrics`."""
+    values, weights = self.example_metrics(params, batch), _weights(batch)
+    return {f'{name}_sum': jnp.sum(values[name] * weights)
+            for name in ('loss', 'nll', 'correct')} | {'weight_sum': jnp.sum(weights)}
 
   def example_metrics(self, params, batch: Mapping[str, jax.Array]) -> dict:
     """Per-example values for the core's weighted eval sums (suite.evaluation): loss, nll,
