@@ -11,7 +11,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAYERS = {'suite': [], 'tasks': ['suite'], 'text': ['suite', 'tasks'],
           'vision': ['suite', 'tasks']}
 # suite/ modules that reach the domains through the domain registry: they form `suite_apps`.
-APP_MODULES = ('suite/domains.py', 'suite/bench.py', 'suite/run.py')
+APP_MODULES = ('suite/domains.py', 'suite/bench.py', 'suite/run.py', 'suite/units.py',
+               'suite/execute.py', 'suite/progress.py')
 EXTERNAL = ['jax', 'flax', 'optax', 'numpy']
 
 

@@ -19,18 +19,16 @@ FLOP/s by the device's dense bf16 peak (suite.devices; CPUs report none).
 from __future__ import annotations
 
 import json
-import statistics
-import time
 from collections.abc import Mapping
-from typing import Any
 
 import jax
 from absl import flags, logging
 
-from suite import costs, devices, domains, flagcheck, host_memory, optim, partition, shapes, trainer
-from suite.domain import Domain, ModelOptions, Workload, WorkloadOption
+from suite import domains, flagcheck, host_memory, shapes
+from suite.domain import ModelOptions, WorkloadOption
 from suite.domain import optimizer as domain_optimizer
 from suite.network_options import REMAT_POLICIES
+from suite.throughput import measure
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('domain', shapes.TEXT, ' | '.join(domains.DOMAIN_MODULES) + '.')
@@ -94,139 +92,14 @@ def _resolve_attention(name: str, platform: str, dtype: str) -> str:
   return 'cudnn' if platform == 'gpu' and dtype == 'bfloat16' else 'xla'
 
 
-def _xla_flops(compiled) -> float | None:
-  analysis = compiled.cost_analysis()
-  if isinstance(analysis, (list, tuple)):
-    analysis = analysis[0] if analysis else None
-  return float(analysis['flops']) if analysis and 'flops' in analysis else None
-
-
-def _build(domain: Domain, shape: shapes.Shape, options: ModelOptions, optimizer_name: str,
-           microbatches: int) -> tuple[trainer.Trainer, Any]:
-  """The domain's model and optimizer preset in a Trainer on all devices, and a fresh state."""
-  model = domain.build_model(shape, options)
-  tx, _ = optim.make_optimizer(domain_optimizer(domain, optimizer_name))
-  runner = trainer.Trainer(model, tx, partition.make_mesh(), rules=domain.logical_axis_rules,
-                           microbatches=microbatches)
-  return runner, runner.init(seed=0)
-
-
-def _compile(runner: trainer.Trainer, state: Any, batch: Any) -> tuple[Any, float]:
-  """The train step compiled ahead of time for these arguments, and the seconds it took."""
-  start = time.perf_counter()
-  compiled = runner.lower_train_step(state, batch).compile()
-  return compiled, time.perf_counter() - start
-
-
-def _time(compiled: Any, state: Any, batch: Any, steps: int, warmup: int,
-          repeats: int) -> tuple[list[float], dict]:
-  """(seconds per step of each timed window, the last step's metrics): `warmup` untimed steps,
-  then `repeats` windows of `steps` steps dispatched back to back."""
-  def run(n: int):
-    nonlocal state
-    metrics = None
-    for _ in range(n):
-      state, metrics = compiled(state, batch)
-    return jax.block_until_ready(metrics)
-
-  run(warmup)
-  windows = []
-  metrics = None
-  for _ in range(repeats):
-    start = time.perf_counter()
-    metrics = run(steps)
-    windows.append((time.perf_counter() - start) / steps)
-  return windows, partition.to_host(metrics)
-
-
-def _record(domain_name: str, label: str, shape: shapes.Shape, workload: Workload,
-            options: ModelOptions,
-            optimizer_name: str, batch_size: int, compile_s: float, windows: list[float],
-            metrics: dict, xla_flops: float | None, loops: bool, steps: int, warmup: int,
-            repeats: int) -> dict:
-  """The JSON item of one measurement: the plan's fields first, then the measurement."""
-  info = devices.current()
-  step_s = statistics.median(windows)
-  flops_example = workload.train_flops_per_example
-  model_tflops = flops_example * batch_size / step_s / 1e12
-  peak = info.peak_tflops
-  mfu_clause = 'no MFU: no dense peak known for this device'
-  if peak:
-    mfu_clause = (f'MFU against dense bf16 peak {info.count} x {info.peak_tflops_per_device} = '
-                  f'{round(peak, 2)} TFLOP/s')
-  return {
-      'name': label, 'domain': domain_name, **shape.fields(),
-      'params': costs.params(shape), **workload.sizes, 'batch': batch_size,
-      'dtype': options.dtype, 'attention': options.attention, 'optimizer': optimizer_name,
-      'device': info.kind, 'devices': info.count, 'host_memory': host_memory.describe(),
-      'compile_s': round(compile_s, 3),
-      'step_s': step_s, 'step_s_windows': windows, 'steps_per_s': 1.0 / step_s,
-      f'{workload.unit}_per_s': workload.items_per_example * batch_size / step_s,
-      'train_flops_per_example': flops_example,
-      'model_tflops_per_s': model_tflops,
-      'xla_flops_per_step': xla_flops,
-      'xla_over_model_flops': (xla_flops * info.count / (flops_example * batch_size)
-                               if xla_flops else None),
-      'peak_tflops': peak, 'mfu': devices.mfu(model_tflops, peak),
-      'final_loss': float(metrics['loss']),
-      'method': '; '.join([
-          f'median of {repeats} windows of {steps} steps after {warmup} warm-up steps',
-          'compile excluded',
-          'model FLOPs = suite.costs train_flops_per_example (matmul FLOPs, 3x forward) x batch',
-          *(['no XLA FLOP cross-check: its cost analysis counts a loop body (--scan, '
-             '--microbatches) once'] if loops else []),
-          mfu_clause]),
-  }
-
-
-def _compare(domain: Domain, shape: shapes.Shape, workload: Workload, host_batch: dict,
-             record: dict, steps: int, warmup: int, repeats: int) -> None:
-  """Adds the reference implementation's timings to `record`: as its users run it (the
-  allocator's defaults) and, when ours kept freed host memory, under that same setting too;
-  both in fresh processes."""
-  runs = [('reference', 'speedup_vs_reference', False)]
-  if host_memory.applied():
-    runs.append(('reference_same_host_memory', 'speedup_vs_reference_same_host_memory', True))
-  batch_size = record['batch']
-  for key, speedup_key, keep in runs:
-    logging.info('%s: timing the reference implementation (%s)', record['name'], key)
-    reference = domain.reference_train_step(shape, host_batch, steps=steps, warmup=warmup,
-                                            repeats=repeats, keep_host_memory=keep)
-    reference[f'{workload.unit}_per_s'] = (workload.items_per_example * batch_size
-                                           / reference['step_s'])
-    record[key] = reference
-    record[speedup_key] = reference['step_s'] / record['step_s']
-
-
 def bench_shape(domain_name: str, name: str, *, batch_size: int, steps: int, warmup: int,
                 repeats: int, options: ModelOptions, optimizer_name: str | None,
                 microbatches: int, compare: bool, workload: Mapping[str, int]) -> dict:
-  """One shape's measurement, as the JSON item `suite.bench` prints.
-
-  optimizer_name: one of the domain's presets (None: its default). workload: sizes by the
-  domain's workload option names (missing: its defaults).
-  """
-  domain = domains.get(domain_name)
-  shape = domain.at_workload(shapes.parse(name, domain_name), **workload)
-  sized = domain.workload(shape, **workload)
-  optimizer_name = optimizer_name or next(iter(domain.optimizers))
-  runner, state = _build(domain, shape, options, optimizer_name, microbatches)
-  host_batch = domain.synthetic_batch(shape, sized, batch_size, seed=0)
-  batch = partition.shard_batch(host_batch, runner.mesh)
-  logging.info('%s: compiling the train step (batch %d, %s, attention=%s)', name, batch_size,
-               options.dtype, options.attention)
-  compiled, compile_s = _compile(runner, state, batch)
-  # XLA's cost analysis counts a loop's body once, not once per iteration: with layers under
-  # nn.scan or microbatches under lax.scan its figure is not the step's, so it is left out.
-  loops = options.scan or microbatches > 1
-  xla_flops = None if loops else _xla_flops(compiled)
-  windows, metrics = _time(compiled, state, batch, steps, warmup, repeats)
-  record = _record(domain_name, shapes.canonical(name, domain_name), shape, sized, options,
-                   optimizer_name, batch_size, compile_s, windows, metrics, xla_flops, loops,
-                   steps, warmup, repeats)
-  if compare:
-    _compare(domain, shape, sized, host_batch, record, steps, warmup, repeats)
-  return record
+  """`suite.throughput.measure` of the named shape (`name` parsed in the domain `domain_name`)."""
+  return measure(domains.get(domain_name), shapes.parse(name, domain_name),
+                 label=shapes.canonical(name, domain_name), batch_size=batch_size, steps=steps,
+                 warmup=warmup, repeats=repeats, options=options, optimizer_name=optimizer_name,
+                 microbatches=microbatches, compare=compare, workload=workload)
 
 
 def main(argv):

@@ -14,7 +14,10 @@ a module-level `DOMAIN`. What a domain provides:
 - **logical axis rules** for the partitioner;
 - **stages**: `stages[name](shape, ModelOptions, StageConfig, workdir) -> StageResult` (text:
   pretrain, finetune, evaluate; vision: upstream, evaluate, fewshot, finetune), which the core
-  turns into one journal record (`journal_record`).
+  turns into one journal record (`journal_record`);
+- **released checkpoints**: `checkpoint_shape(path, step, task) -> Shape`, the shape of a
+  local checkpoint folder as its own config states it; a stage given a `CheckpointRef` as
+  `init_params` starts from its weights (suite.run's `init_from` rungs).
 
 Nothing here imports a domain. tests/suite/test_domain_contract.py runs every registered domain
 through this contract.
@@ -106,7 +109,9 @@ class StageConfig:
   stages). batch_size: global examples per step. workload: sizes by `workload_options` name
   (missing ones take the domain's or the stage's defaults). optimizer: None for the stage's
   default preset. init_params: a param tree, or the workdir of an earlier stage whose latest
-  checkpoint holds them (None: from scratch). eval_batch_size: None for batch_size.
+  checkpoint holds them (None: from scratch), or a `CheckpointRef` to a released checkpoint
+  (its own step). init_step: with a workdir as init_params, the checkpoint step to read
+  (None: the latest). eval_batch_size: None for batch_size.
   max_eval_examples: cap per evaluated (sub-)task. loop: `suite.loop.LoopConfig` fields other
   than num_steps and seed (log_every, eval_every, checkpoint_every, microbatches, ...).
   mesh: None for all devices. options: what the stage's docstring lists.
@@ -119,6 +124,7 @@ class StageConfig:
   workload: Mapping[str, int] = dataclasses.field(default_factory=dict)
   optimizer: OptimizerConfig | None = None
   init_params: Any = dataclasses.field(default=None, repr=False, compare=False)
+  init_step: int | None = None
   eval_batch_size: int | None = None
   max_eval_examples: int | None = None
   loop: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -128,6 +134,9 @@ class StageConfig:
   def __post_init__(self):
     if self.steps < 0:
       raise ValueError(f'steps={self.steps}: must be >= 0 (0 for evaluate-only stages).')
+    if self.init_step is not None and self.init_step < 0:
+      raise ValueError(f'init_step={self.init_step}: must be a checkpoint step >= 0 or None '
+                       '(the latest).')
     for name in ('batch_size', 'eval_batch_size', 'max_eval_examples'):
       value = getattr(self, name)
       if value is not None and value < 1:
@@ -136,6 +145,31 @@ class StageConfig:
       if name in self.loop:
         raise ValueError(f'loop option {name!r} is a StageConfig field; set '
                          f'{"steps" if name == "num_steps" else name} instead.')
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointRef:
+  """A released checkpoint to start a stage from (`StageConfig.init_params`): a local folder
+  that the domain reads (`Domain.checkpoint_shape`), at `step` (None: the latest, or the only
+  one). Written `PATH` or `PATH@STEP`."""
+
+  path: str
+  step: int | None = None
+
+  def __post_init__(self):
+    if self.step is not None and self.step < 0:
+      raise ValueError(f'{self}: the step must be >= 0.')
+
+  def __str__(self) -> str:
+    return self.path if self.step is None else f'{self.path}@{self.step}'
+
+  @classmethod
+  def parse(cls, text: str) -> CheckpointRef:
+    """`PATH` or `PATH@STEP` (STEP digits; any other `@` stays part of the path)."""
+    path, at, step = text.strip().rpartition('@')
+    if at and step.isdigit() and path:
+      return cls(os.path.abspath(os.path.expanduser(path)), int(step))
+    return cls(os.path.abspath(os.path.expanduser(text.strip())))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,6 +254,12 @@ class Domain(Protocol):
     position embeddings)."""
     ...
 
+  def for_task(self, shape: Shape, task: str) -> Shape:
+    """`shape` sized to what `task` needs of it (text: the task's vocabulary; vision: its
+    classes), the architecture otherwise as it is. Unknown tasks raise an error naming the
+    closest registered ones."""
+    ...
+
   def workload(self, shape: Shape, **sizes: int) -> Workload:
     """The workload at these sizes (names from `workload_options`; missing ones default)."""
     ...
@@ -235,9 +275,20 @@ class Domain(Protocol):
     --compare=reference`): `{'implementation', 'step_s', 'step_s_windows', ...}`."""
     ...
 
+  def checkpoint_shape(self, path: str, step: int | None = None,
+                       task: str | None = None) -> Shape:
+    """The Shape of the released checkpoint in local folder `path` (at `step`; None: its
+    latest), read from the checkpoint's own config, so that a `CheckpointRef` to it can be
+    `StageConfig.init_params`. With `task`, also checks that the checkpoint runs the task as
+    it is (text: the task's vocabulary is the one it was trained with). A folder that is not
+    such a checkpoint, or a misfit, raises ValueError (or OSError) in one line naming the
+    path and what is expected."""
+    ...
+
 
 MEMBERS = ('name', 'workload_options', 'optimizers', 'logical_axis_rules', 'stages',
-           'build_model', 'at_workload', 'workload', 'synthetic_batch', 'reference_train_step')
+           'build_model', 'at_workload', 'for_task', 'workload', 'synthetic_batch',
+           'reference_train_step', 'checkpoint_shape')
 
 
 def missing_members(domain: Any) -> list[str]:
@@ -320,7 +371,8 @@ def journal_record(result: StageResult, *, domain: str, shape: Shape, workload: 
       'params': costs.params(shape),
       'train_flops_per_example': workload.train_flops_per_example,
       'workload': dict(workload.sizes), 'stage': result.stage, 'task': result.task,
-      'metrics': {k: float(v) for k, v in result.metrics.items()}, 'steps': result.steps,
+      'metrics': {k: None if v is None else float(v) for k, v in result.metrics.items()},
+      'steps': result.steps,
       'seed': seed, 'wall_s': result.wall_s, 'status': result.status,
       'versions': versions(),
   }

@@ -89,11 +89,12 @@ def assert_same_structure(saved, fresh, name: str) -> None:
 
 def test_every_file_has_its_command_in_the_readme():
   present = {p.name for p in RESULTS.iterdir()} - {'README.md'}
-  assert present == set(COMMANDS), (
-      f'no command in results/README.md for {sorted(present - set(COMMANDS))}; '
-      f'listed but missing: {sorted(set(COMMANDS) - present)}')
+  rows = {name.rstrip('/') for name in COMMANDS}  # a folder is listed as `name/`
+  assert present == rows, (
+      f'no command in results/README.md for {sorted(present - rows)}; '
+      f'listed but missing: {sorted(rows - present)}')
   known = {'suite.plan', 'suite.bench', 'text.pretraining_check', 'tasks.embedded.proxy_check',
-           'vision.shape_check', 'vision.glyphs_calibration'}
+           'vision.shape_check', 'vision.glyphs_calibration', 'suite.run'}
   assert {c.split()[2] for c in COMMANDS.values()} <= known, 'a command no test here checks'
 
 
@@ -273,3 +274,28 @@ def test_glyphs_calibration_file_has_the_current_structure(name):
   assert saved['fewshot_gain_over_raw_pixels'] == {
       k: round(vit['fewshot'][k] - saved['raw_pixels']['fewshot'][k], 2) for k in shots}
   assert saved['checks'] == calibration.checks(saved) and all(saved['checks'].values())
+
+
+# ---------------------------------------------------------------- suite.run: the embedded report
+
+SCREENSHOT = 'report_screenshot.png'  # headless Chromium's rendering of report.html
+
+
+@pytest.mark.parametrize('name', files_of('suite.run'))
+def test_run_report_is_what_the_report_rebuilds_from_its_journal(name, tmp_path):
+  """The committed report is exactly what `suite.report` writes from the committed journal now
+  (tables, CSVs, plots, page), and nothing else is in the folder but the journal and the
+  screenshot of the page."""
+  import shutil
+
+  from suite import journal, report
+  folder = RESULTS / name.rstrip('/')
+  shutil.copy(folder / journal.FILENAME, tmp_path / journal.FILENAME)
+  written = {pathlib.Path(p).name for p in report.write(tmp_path).values()}
+  committed = {p.name for p in folder.iterdir()}
+  assert committed == written | {journal.FILENAME, SCREENSHOT}, (
+      f'{name} is stale: rerun `suite.report --workdir=results/{name}` (see results/README.md)')
+  for file in sorted(written):
+    assert (folder / file).read_bytes() == (tmp_path / file).read_bytes(), (
+        f'{name}{file} differs from what suite.report writes now from the journal')
+  assert (folder / SCREENSHOT).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

@@ -9,6 +9,9 @@
   (`text.train.finetune`: training, then greedy decoding scored with the task's metrics) and
   `evaluate` (given params: decoded task metrics, or teacher-forced ones for tasks without
   prediction metrics). They import seqio when they run; importing this module does not.
+  Each takes a `CheckpointRef` as init_params: a released checkpoint (`text.released`: a
+  google/t5-efficient-* HF directory or a Mesh TensorFlow folder at a step), whose shape
+  `checkpoint_shape` reads from the folder's own config.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 from suite import costs, optim, partition, shapes, trainer
 from suite.domain import (
   OK,
+  CheckpointRef,
   ModelOptions,
   StageConfig,
   StageResult,
@@ -94,6 +98,14 @@ def _sizes(config: StageConfig) -> dict[str, int]:
   return dict(config.workload)
 
 
+def _init_params(config: StageConfig, options: ModelOptions) -> Any:
+  """config.init_params, with a released checkpoint (`CheckpointRef`) loaded as params."""
+  if isinstance(config.init_params, CheckpointRef):
+    from text import released
+    return released.params(config.init_params, scan_layers=options.scan)
+  return config.init_params
+
+
 def _result(result: Any) -> StageResult:
   """A text.train TrainResult as the contract's StageResult (flat, namespaced metrics)."""
   metrics = dict(result.metrics)
@@ -121,7 +133,7 @@ def pretrain(shape: Shape, options: ModelOptions, config: StageConfig,
       input_length=sizes.get('input_length', costs.DEFAULT_INPUT_LENGTH),
       target_length=sizes.get('target_length'), optimizer=config.optimizer, seed=config.seed,
       eval_batch_size=config.eval_batch_size, max_eval_examples=config.max_eval_examples,
-      init_params=config.init_params, mesh=config.mesh, **config.loop)
+      init_params=_init_params(config, options), mesh=config.mesh, **config.loop)
   return _result(result)
 
 
@@ -129,13 +141,15 @@ def finetune(shape: Shape, options: ModelOptions, config: StageConfig,
              workdir: str | os.PathLike) -> StageResult:
   """Finetuning (`text.train.finetune`), then the split decoded and scored with the task's
   metrics (`upstream/...`: teacher-forced). Options: `eval_split` ('validation'),
-  `max_decode_len` (None: the longest target). Optimizer default: Adafactor at 1e-3."""
+  `max_decode_len` (None: the longest target), `decode` (True; False skips the decoding, for
+  callers that score the checkpoints with `evaluate`). Optimizer default: Adafactor at 1e-3."""
   from text import train
-  _stage_options(FINETUNE, config, ('eval_split', 'max_decode_len'))
+  _stage_options(FINETUNE, config, ('eval_split', 'max_decode_len', 'decode'))
   sizes = check_sizes(DOMAIN, config.workload)
   result = train.finetune(
       DOMAIN.build_model(shape, options), config.task, steps=config.steps,
-      batch_size=config.batch_size, workdir=workdir, init_params=config.init_params,
+      batch_size=config.batch_size, workdir=workdir,
+      init_params=_init_params(config, options),
       input_length=sizes['input_length'], target_length=sizes['target_length'],
       optimizer=config.optimizer, seed=config.seed, eval_batch_size=config.eval_batch_size,
       max_eval_examples=config.max_eval_examples, mesh=config.mesh, **config.options,
@@ -162,9 +176,9 @@ def evaluate(shape: Shape, options: ModelOptions, config: StageConfig,
   start = time.perf_counter()
   model = DOMAIN.build_model(shape, options)
   steps = trainer.eval_steps(model, config.mesh, DOMAIN.logical_axis_rules)
-  params = config.init_params
+  params = _init_params(config, options)
   if isinstance(params, str | os.PathLike):
-    params = loop.pretrained_params(params, steps)
+    params = loop.pretrained_params(params, steps, step=config.init_step)
   split = config.options.get('split', 'validation')
   batch_size = config.eval_batch_size or config.batch_size
   scorable = any(t.predict_metric_fns for t in evaluation.sub_tasks(config.task, split))
@@ -206,6 +220,21 @@ class TextDomain:
   def at_workload(self, shape: Shape, **sizes: int) -> Shape:
     """Sequence lengths leave a T5's architecture as it is (relative positions)."""
     check_sizes(self, sizes)
+    return shape
+
+  def for_task(self, shape: Shape, task: str) -> Shape:
+    """`shape` with vocab_size set to the vocabulary `task` tokenizes with."""
+    from text import train
+    return train.match_vocabulary(shape, task)
+
+  def checkpoint_shape(self, path: str, step: int | None = None,
+                       task: str | None = None) -> Shape:
+    """The shape of a local google/t5-efficient-* HF directory or Mesh TensorFlow folder
+    (`text.released`); with `task`, its vocabulary must be the task's."""
+    from text import released
+    shape = released.shape(path, step)
+    if task is not None:
+      released.check_vocabulary(shape, task, path)
     return shape
 
   def workload(self, shape: Shape, **sizes: int) -> Workload:

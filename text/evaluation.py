@@ -141,8 +141,9 @@ def predict(model: T5Model, params: Any, examples: Sequence[Mapping[str, Any]],
             max_decode_len: int, eval_steps: EvalSteps | None = None) -> list[str]:
   """Greedy (cached) decodes of each example's `inputs` tokens, detokenized, in order.
 
-  Inputs are padded to the longest in `examples` (at most `input_length`, rounded up to 8);
-  relative positions make the padding length irrelevant, and one shape means one compile.
+  Inputs are padded to `input_length` when it is given (so every task of a run decodes with
+  one program: one compile), else to the longest in `examples` rounded up to 8; relative
+  positions make the padding length irrelevant.
   Batches of `batch_size` rows (the last padded with zero rows) go through the core's predict
   (`eval_steps`, or new ones for `model` on all local devices), in one process.
   """
@@ -152,9 +153,7 @@ def predict(model: T5Model, params: Any, examples: Sequence[Mapping[str, Any]],
   inputs = [np.asarray(ex['inputs'], np.int32) for ex in examples]
   if input_length is not None:
     inputs = [_trim(x, input_length, eos) for x in inputs]
-  width = _round_up(max(len(x) for x in inputs))
-  if input_length is not None:
-    width = min(width, input_length)
+  width = input_length if input_length is not None else _round_up(max(len(x) for x in inputs))
   predictions: list[str] = []
   for start in range(0, len(inputs), batch_size):
     chunk = inputs[start:start + batch_size]

@@ -351,6 +351,38 @@ class _Variables:
     return np.concatenate(parts, axis=axis)
 
 
+def _open(model_dir: str, step: int | None) -> tuple[GinConfig, _GinModel, str, _Variables]:
+  checkpoint_steps(model_dir)  # a clear error first when model_dir is not a folder
+  gin = read_gin(os.path.join(model_dir, OPERATIVE_CONFIG))
+  model = _model_from_gin(gin)
+  prefix, _ = _checkpoint_prefix(model_dir, step)
+  return gin, model, prefix, _Variables(prefix)
+
+
+def _shape(gin: GinConfig, model: _GinModel, prefix: str, variables: _Variables) -> Shape:
+  """The Shape: the gin's fields, the vocabulary from the embedding's rows when unbound."""
+  embedding = 'shared/embedding'
+  if embedding not in variables:
+    raise CheckpointError(f'{prefix}: variable {embedding!r} is missing; a T5 with '
+                          'Bitransformer.shared_embedding = True keeps its vocabulary there.')
+  rows = variables.shape(embedding, (model.vocab_size, model.fields['d_model']))[0]
+  if model.vocab_size is None and rows % model.vocab_divisor:
+    raise CheckpointError(f'{prefix}: {embedding!r} has {rows} rows, not a multiple of '
+                          f'Unitransformer.vocab_divisor = {model.vocab_divisor} in '
+                          f'{gin.path}; the gin and the checkpoint disagree.')
+  try:
+    return Shape(vocab_size=rows if model.vocab_size is None else model.vocab_size,
+                 **model.fields)
+  except (ValueError, TypeError) as e:
+    raise CheckpointError(f'{gin.path}: {e}') from e
+
+
+def checkpoint_shape(model_dir: str, step: int | None = None) -> Shape:
+  """The Shape `from_mesh_tf(model_dir, step)` builds, from the gin and the checkpoint's
+  variable shapes alone (no weight is read); the same CheckpointErrors."""
+  return _shape(*_open(model_dir, step))
+
+
 def from_mesh_tf(model_dir: str, step: int | None = None, dtype: Any = jnp.float32,
                  **network_options) -> tuple[T5Network, dict]:
   """(network, params) from a local Mesh TensorFlow T5 folder at `step` (default: the latest).
@@ -362,25 +394,8 @@ def from_mesh_tf(model_dir: str, step: int | None = None, dtype: Any = jnp.float
   is skipped; bfloat16 weights are cast to float32. Logits equal the Mesh-TF model's, like
   from_hf's equal transformers' (T5 v1.0's tied head rescales by d_model**-0.5).
   """
-  checkpoint_steps(model_dir)  # a clear error first when model_dir is not a folder
-  gin = read_gin(os.path.join(model_dir, OPERATIVE_CONFIG))
-  model = _model_from_gin(gin)
-  prefix, step = _checkpoint_prefix(model_dir, step)
-  variables = _Variables(prefix)
-  embedding = 'shared/embedding'
-  if embedding not in variables:
-    raise CheckpointError(f'{prefix}: variable {embedding!r} is missing; a T5 with '
-                          'Bitransformer.shared_embedding = True keeps its vocabulary there.')
-  rows = variables.shape(embedding, (model.vocab_size, model.fields['d_model']))[0]
-  if model.vocab_size is None and rows % model.vocab_divisor:
-    raise CheckpointError(f'{prefix}: {embedding!r} has {rows} rows, not a multiple of '
-                          f'Unitransformer.vocab_divisor = {model.vocab_divisor} in '
-                          f'{gin.path}; the gin and the checkpoint disagree.')
-  try:
-    shape = Shape(vocab_size=rows if model.vocab_size is None else model.vocab_size,
-                  **model.fields)
-  except (ValueError, TypeError) as e:
-    raise CheckpointError(f'{gin.path}: {e}') from e
+  gin, model, prefix, variables = _open(model_dir, step)
+  shape = _shape(gin, model, prefix, variables)
   network_options.setdefault('dropout_rate', model.dropout_rate)
   network = T5Network(shape, dtype=dtype, layer_norm_epsilon=model.layer_norm_epsilon,
                       **network_options)

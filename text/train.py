@@ -148,13 +148,15 @@ def finetune(model_or_shape: T5Model | Shape, task: str, *, steps: int, batch_si
              seed: int = 0, dtype: Any = jnp.float32, dropout_rate: float = 0.1,
              eval_split: str = 'validation', eval_batch_size: int | None = None,
              max_eval_examples: int | None = None, max_decode_len: int | None = None,
-             mesh: Mesh | None = None, **loop_options: Any) -> TrainResult:
+             decode: bool = True, mesh: Mesh | None = None,
+             **loop_options: Any) -> TrainResult:
   """Finetunes on a task or mixture from `init_params` (None: from scratch), then decodes.
 
   optimizer defaults to T5 finetuning (Adafactor, constant 1e-3). After training, the
   `eval_split` is decoded greedily and scored with each task's metrics (`evaluate_task`);
   predictions go to `<workdir>/predictions/<task>.<split>.jsonl`. A diverged run returns
-  no task metrics. loop_options go to `suite.loop.LoopConfig`.
+  no task metrics; so does `decode=False`, for a caller that scores the checkpoints itself
+  (suite.run's evaluate units). loop_options go to `suite.loop.LoopConfig`.
   """
   start = time.perf_counter()
   model = _model(model_or_shape, dtype, dropout_rate)
@@ -164,7 +166,7 @@ def finetune(model_or_shape: T5Model | Shape, task: str, *, steps: int, batch_si
              loop_options=loop_options, init_params=init_params, mesh=mesh,
              eval_split=eval_split)
   metrics: dict[str, float] = {}
-  if fit.status == loop.OK:
+  if fit.status == loop.OK and decode:
     metrics = evaluation.evaluate_task(
         model, fit.state.params, task, split=eval_split,
         batch_size=eval_batch_size or batch_size, input_length=input_length,

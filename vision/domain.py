@@ -109,7 +109,7 @@ def _params(model: ViTModel, init_params: Any, config: StageConfig) -> Any:
   from suite import loop, trainer
   if isinstance(init_params, str | os.PathLike):
     steps = trainer.eval_steps(model, config.mesh, DOMAIN.logical_axis_rules)
-    return loop.pretrained_params(init_params, steps)
+    return loop.pretrained_params(init_params, steps, step=config.init_step)
   return init_params
 
 
@@ -236,6 +236,11 @@ class VisionDomain:
                               **{k: v for k, v in sizes.items() if k != 'image_size'}})
     return shape.replace(image_size=size['image_size'])
 
+  def for_task(self, shape: Shape, task: str) -> Shape:
+    """`shape` with num_classes set to `task`'s class count (the head it trains)."""
+    from vision import train
+    return train.match_task(shape, task)
+
   def workload(self, shape: Shape, **sizes: int) -> Workload:
     """One image of the shape's size per example (`image_size`, if given, must equal it: see
     `at_workload`); throughput counts images."""
@@ -258,6 +263,13 @@ class VisionDomain:
     from vision import torch_baseline
     return torch_baseline.time_in_fresh_process(shape, batch, steps, warmup, keep_host_memory,
                                                 repeats)
+
+  def checkpoint_shape(self, path: str, step: int | None = None,
+                       task: str | None = None) -> Shape:
+    """Not supported yet: the runner's `init_from` (released checkpoints) is text only."""
+    raise ValueError(f'{path}: starting vision units from a released checkpoint is not '
+                     'supported yet (vision.vit.from_hf reads HF ViT directories, but no vision '
+                     'stage takes one); give init_from for the text domain only.')
 
 
 DOMAIN = VisionDomain()

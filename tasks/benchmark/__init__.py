@@ -4,7 +4,6 @@ Importing this package registers the tasks and the `glue`, `super_glue` and
 `glue_super_glue_squad` mixtures with seqio (no data is read, no vocabulary built).
 """
 
-from tasks.benchmark.averages import COLUMNS, SQUAD, SUMMARY_COLUMNS, averages
 from tasks.benchmark.seqio_tasks import MIXTURES, OUTPUT_FEATURES, VOCABULARY, register
 from tasks.benchmark.specs import (
   CAP,
@@ -17,6 +16,7 @@ from tasks.benchmark.specs import (
   iter_examples,
   score,
 )
+from tasks.summary import COLUMNS, SQUAD, SUMMARY_COLUMNS, averages
 
 register()
 

@@ -1,0 +1,170 @@
+"""`python -m suite.run` end to end on a tiny two-domain config (tests/suite/run_config.py):
+the plan, a run through the journal, resume after SIGKILL, failed and diverged units, bad input.
+Each run is a subprocess, as a user starts it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from suite import journal
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG = os.path.join(ROOT, 'tests', 'suite', 'run_config.py')
+
+
+def _env(cache):
+  return {**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', 'SHAPEBENCH_CACHE': str(cache),
+          'JAX_PLATFORMS': 'cpu'}
+
+
+def _command(workdir, *args, config=CONFIG):
+  return [sys.executable, '-m', 'suite.run', f'--config={config}', f'--workdir={workdir}',
+          *args]
+
+
+def _run(cache, workdir, *args, config=CONFIG, timeout=300):
+  return subprocess.run(_command(workdir, *args, config=config), cwd=ROOT, env=_env(cache),
+                        capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope='module')
+def cache(tmp_path_factory):
+  return tmp_path_factory.mktemp('cache')
+
+
+@pytest.fixture(scope='module')
+def full_run(cache, tmp_path_factory):
+  """One uninterrupted run of the tiny config, both domains."""
+  workdir = tmp_path_factory.mktemp('full')
+  done = _run(cache, workdir)
+  return workdir, done
+
+
+def _comparable(record):
+  """What must not change between an interrupted and an uninterrupted run (timings aside)."""
+  metrics = {k: v for k, v in record['metrics'].items()
+             if not k.startswith('train/') and record['stage'] != 'bench'}
+  return record['status'], metrics, record.get('best_step'), record.get('checkpoint_steps')
+
+
+def test_dry_run_prints_the_plan_with_costs_and_estimates(cache, tmp_path):
+  done = _run(cache, tmp_path / 'w', '--dry_run', config=f'{CONFIG}:canonical')
+  assert done.returncode == 0, done.stderr[-3000:]
+  plan = json.loads(done.stdout)
+  keys = [u['unit'] for u in plan['units']]
+  assert 'text/deep_narrow/x2/evaluate/embedded_sst_v1' in keys
+  assert any(k.startswith('vision/canonical/') for k in keys)
+  for unit in plan['units']:
+    assert unit['params'] > 0 and unit['train_flops_per_example'] > 0
+    assert unit['estimated_s'] >= 0
+  order = {k: i for i, k in enumerate(keys)}
+  assert all(order[u['init']] < order[u['unit']] for u in plan['units'] if u['init'])
+  assert 'estimate_tflops_per_s' in plan['method']
+  assert not (tmp_path / 'w' / 'results.jsonl').exists()  # a dry run runs nothing
+
+
+def test_a_run_journals_every_unit_of_both_domains(full_run):
+  workdir, done = full_run
+  assert done.returncode == 0, done.stderr[-3000:]
+  records = journal.read(workdir)
+  units = {r['unit']: r for r in records}
+  assert len(units) == len(records) == 8 and all(r['status'] == 'ok' for r in records)
+  evaluate = units['text/deep_narrow/x1/evaluate/embedded_sst_v1']
+  assert evaluate['checkpoint_steps'] == [2, 4] and evaluate['best_step'] in (2, 4)
+  assert 'last/accuracy' in evaluate['metrics'] and evaluate['headline']['metric'] == 'accuracy'
+  assert evaluate['init'] == 'text/deep_narrow/x1/finetune/embedded_sst_v1'
+  bench = units['vision/deep_narrow/x1/bench/bench']
+  assert bench['role'] == 'cost' and bench['metrics']['steps_per_s'] > 0
+  assert 'images_per_s' in bench['metrics']
+  fewshot = units['vision/deep_narrow/x1/fewshot/embedded_glyphs_fewshot_v1']
+  assert 'fewshot_pixels/embedded_glyphs_fewshot_v1/1shot' in fewshot['metrics']
+  summary = json.loads(done.stdout)
+  assert summary['units'] == 8 and summary['not_ok'] == 0
+  # Benches first in this process, then one process per domain, their progress on stderr.
+  assert '[2/8' in done.stderr and '[4/4' in done.stderr and 'ETA' in done.stderr
+  assert '8 units: 8 ok, 0 not ok' in done.stderr
+  assert os.listdir(os.path.join(workdir, 'logs'))
+
+
+def _alive(pattern: str) -> list[str]:
+  out = subprocess.run(['pgrep', '-f', pattern], capture_output=True, text=True)
+  return out.stdout.split()
+
+
+def test_sigkill_halfway_then_rerun_equals_an_uninterrupted_run(cache, full_run, tmp_path):
+  """The default mode: benches here, then a worker process per domain; killing this process
+  kills its workers too (no orphan writes to the journal while the rerun runs)."""
+  full_dir, _ = full_run
+  workdir = tmp_path / 'killed'
+  process = subprocess.Popen(_command(workdir), cwd=ROOT, env=_env(cache),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 240
+  while time.time() < deadline and process.poll() is None:
+    if len(journal.read(workdir)) >= 3:  # the benches, and a domain's first training unit
+      break
+    time.sleep(0.2)
+  assert process.poll() is None, 'the run ended before it could be killed'
+  assert _alive(f'--workdir={workdir} .*--domain_worker'), 'no domain workers were running'
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  time.sleep(1.0)
+  assert not _alive(f'--workdir={workdir}'), 'a worker outlived its killed parent'
+  killed_at = len(journal.read(workdir))
+  assert killed_at < 8
+  done = _run(cache, workdir)
+  assert done.returncode == 0, done.stderr[-3000:]
+  records = journal.read(workdir)
+  ok = [r['run_id'] for r in records if r['status'] == 'ok']
+  assert len(ok) == len(set(ok)) == 8
+  expected = {r['run_id']: _comparable(r) for r in journal.read(full_dir)}
+  got = {r['run_id']: _comparable(r) for r in records}
+  assert got.keys() == expected.keys()
+  for run_id, (status, metrics, best, steps) in got.items():
+    assert (status, best, steps) == expected[run_id][0:1] + expected[run_id][2:]
+    assert metrics == pytest.approx(expected[run_id][1], rel=1e-4, abs=1e-6), run_id
+
+
+def test_diverged_and_failed_units_are_recorded_and_the_plan_goes_on(cache, tmp_path):
+  done = _run(cache, tmp_path, config=f'{CONFIG}:broken')
+  records = {r['unit'].split('/')[3]: r for r in journal.read(tmp_path)}
+  assert records['upstream']['status'] == 'diverged', records['upstream']
+  assert records['fewshot']['status'] == 'failed'
+  assert 'init unit' in records['fewshot']['error']
+  assert records['probe_without_params']['status'] == 'failed'
+  assert 'ValueError' in records['probe_without_params']['error']
+  assert done.returncode == 3  # the number of units that did not finish ok
+
+
+@pytest.mark.parametrize('args, config, message', [
+    (['--strategies=deep_narow'], CONFIG, "unknown strategy 'deep_narow'; closest: deep_narrow"),
+    ([], f'{CONFIG}:bad_task', 'embedded_glyphs_fewshot_v1'),
+    (['--domain=txt'], CONFIG, 'closest: text'),
+    (['--dry_run', '--rerun'], CONFIG, 'conflict'),
+    (['--config.scales=(1e9,)'], CONFIG, 'out of reach'),
+    ([], 'embeded', "unknown config 'embeded'; closest: embedded"),
+])
+def test_bad_input_is_one_error_line_before_any_work(cache, tmp_path, args, config, message):
+  done = _run(cache, tmp_path / 'w', *args, config=config)
+  assert done.returncode == 1
+  lines = [line for line in done.stderr.splitlines() if line.startswith('error:')]
+  assert len(lines) == 1 and message in lines[0], done.stderr[-2000:]
+  assert not (tmp_path / 'w' / 'results.jsonl').exists()
+
+
+def test_unwritable_workdir_and_incompatible_journal_are_errors(cache, tmp_path):
+  blocker = tmp_path / 'file'
+  blocker.write_text('')
+  done = _run(cache, blocker / 'w')
+  assert done.returncode == 1 and 'not writable' in done.stderr
+  old = tmp_path / 'old'
+  old.mkdir()
+  (old / 'results.jsonl').write_text(json.dumps(
+      {'schema': 0, 'run_id': 'x', 'domain': 'text', 'stage': 'pretrain', 'task': 't',
+       'status': 'ok', 'metrics': {}}) + '\n')
+  done = _run(cache, old)
+  assert done.returncode == 1 and 'incompatible version' in done.stderr
