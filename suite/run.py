@@ -48,29 +48,40 @@ from suite.progress import Progress
 
 FLAGS = flags.FLAGS
 MAX_EXIT = 100
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', configs.path(configs.DEFAULT),
-    f'The experiment: a shipped config ({", ".join(configs.names())}) or a .py file with '
-    'get_config(); fields are overridable with --config.FIELD=VALUE.', lock_config=False)
-_DOMAIN = flags.DEFINE_string('domain', 'all',
-                              f'all, or one of {", ".join(domains.DOMAIN_MODULES)}.')
-_STRATEGIES = flags.DEFINE_list('strategies', [], 'Strategies to run (default: the config\'s); '
-                                'the canonical shapes are always added.')
-_WORKDIR = flags.DEFINE_string('workdir', './shapebench_run', 'Where the journal, checkpoints, '
-                               'logs and the report go.')
-_QUICK = flags.DEFINE_bool('quick', False, "The config's small variant (get_config('quick')).")
-_DRY_RUN = flags.DEFINE_bool('dry_run', False, 'Print the plan (units, params, FLOPs, '
-                             'estimated time) and exit.')
-_RERUN = flags.DEFINE_bool('rerun', False, 'Run units again even when the journal has an ok '
-                           'record for them (their checkpoints are started afresh).')
-_PARALLEL = flags.DEFINE_bool(
-    'parallel_domains', True, 'With several domains: measure every shape\'s speed first, one '
-    'bench at a time with nothing else running, then train the domains in one process each, '
-    'at the same time (small models leave cores idle; compilation is single-threaded). '
-    'False: everything in this process, in plan order.')
-_WORKER = flags.DEFINE_bool('domain_worker', False, 'Internal: this process runs one domain '
-                            'for a parent suite.run, whose bench records it keeps, and writes '
-                            'no report.')
+# The command's flags (absl FlagHolders), defined by `define_flags` when the command runs, so
+# that importing this module (tests, other tools) defines none and clashes with no other
+# command's flags.
+_CONFIG = _DOMAIN = _STRATEGIES = _WORKDIR = _QUICK = _DRY_RUN = _RERUN = _PARALLEL = _WORKER = None
+
+
+def define_flags() -> None:
+  """Defines the command's flags (once)."""
+  global _CONFIG, _DOMAIN, _STRATEGIES, _WORKDIR, _QUICK, _DRY_RUN, _RERUN, _PARALLEL, _WORKER
+  if _CONFIG is not None:
+    return
+  _CONFIG = config_flags.DEFINE_config_file(
+      'config', configs.path(configs.DEFAULT),
+      f'The experiment: a shipped config ({", ".join(configs.names())}) or a .py file with '
+      'get_config(); fields are overridable with --config.FIELD=VALUE.', lock_config=False)
+  _DOMAIN = flags.DEFINE_string('domain', 'all',
+                                f'all, or one of {", ".join(domains.DOMAIN_MODULES)}.')
+  _STRATEGIES = flags.DEFINE_list('strategies', [], 'Strategies to run (default: the config\'s); '
+                                  'the canonical shapes are always added.')
+  _WORKDIR = flags.DEFINE_string('workdir', './shapebench_run', 'Where the journal, checkpoints, '
+                                 'logs and the report go.')
+  _QUICK = flags.DEFINE_bool('quick', False, "The config's small variant (get_config('quick')).")
+  _DRY_RUN = flags.DEFINE_bool('dry_run', False, 'Print the plan (units, params, FLOPs, '
+                               'estimated time) and exit.')
+  _RERUN = flags.DEFINE_bool('rerun', False, 'Run units again even when the journal has an ok '
+                             'record for them (their checkpoints are started afresh).')
+  _PARALLEL = flags.DEFINE_bool(
+      'parallel_domains', True, 'With several domains: measure every shape\'s speed first, one '
+      'bench at a time with nothing else running, then train the domains in one process each, '
+      'at the same time (small models leave cores idle; compilation is single-threaded). '
+      'False: everything in this process, in plan order.')
+  _WORKER = flags.DEFINE_bool('domain_worker', False, 'Internal: this process runs one domain '
+                              'for a parent suite.run, whose bench records it keeps, and writes '
+                              'no report.')
 
 
 def resolve_argv(argv: Sequence[str]) -> list[str]:
@@ -382,6 +393,7 @@ def main(argv):
 
 def run() -> None:
   """The console entry point: `main` with shipped config names and --quick resolved."""
+  define_flags()
   try:
     sys.argv = resolve_argv(sys.argv)
   except flagcheck.FlagError as error:

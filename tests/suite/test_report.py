@@ -76,8 +76,9 @@ def _records():
     for (shape, task), value in SCRATCH.items():
       if shape == name:
         records.append(_rec('text', strategy, scale, name, 'evaluate_scratch', 'baseline', task,
-                            {'accuracy': value}, headline=ACC, baseline_of='evaluate',
-                            baseline_label='no pretraining', **common))
+                            {'accuracy': value}, **common, headline={
+                                **ACC, 'baseline_of': 'evaluate',
+                                'baseline_label': 'no pretraining'}))  # as suite.run writes
   records.append(_rec('text', 'width_first', 1.0, 'wf1', 'evaluate', 'downstream', 'beta', {},
                       status='failed', error='RuntimeError: out of memory\n  at step 3'))
   records.append(_rec('text', 'deep_narrow', 4.0, 'dn4', 'pretrain', 'upstream', 'corpus',
@@ -90,8 +91,9 @@ def _records():
                         {'top1': up}, headline=TOP1, **common))
     for task, value in down.items():
       records.append(_rec('vision', strategy, scale, name, 'fewshot', 'downstream', task,
-                          {'probe': value, 'raw_probe': 10.0}, headline=PROBE,
-                          baseline_metric='raw_probe', baseline_label='raw pixels', **common))
+                          {'probe': value, 'raw_probe': 10.0}, **common, headline={
+                              **PROBE, 'baseline_metric': 'raw_probe',
+                              'baseline_label': 'raw pixels'}))
   return records
 
 

@@ -92,7 +92,7 @@ def test_a_run_journals_every_unit_of_both_domains(full_run):
 
 
 def _alive(pattern: str) -> list[str]:
-  out = subprocess.run(['pgrep', '-f', pattern], capture_output=True, text=True)
+  out = subprocess.run(['pgrep', '-f', '--', pattern], capture_output=True, text=True)
   return out.stdout.split()
 
 
