@@ -187,17 +187,29 @@ def _findings(all_domains, comparisons, taus, domain_regions, groups, equal_cost
     by_strategy: dict[str, list] = {}
     for c in comparisons[domain.name]:
       by_strategy.setdefault(c.row.strategy, []).append(c)
-    for strategy, items in sorted(by_strategy.items()):
+    for strategy, all_items in sorted(by_strategy.items()):
+      # A shape that is its canonical shape (the base, or a strategy that builds the canonical
+      # family's shapes) tells nothing about the strategy: counted, not compared.
+      items = [c for c in all_items if c.row.shape_name != c.canonical.shape_name]
+      same = len(all_items) - len(items)
+      same_note = (f'; {same} of its shapes {"is" if same == 1 else "are"} the canonical shape '
+                   'itself' if same else '')
+      if not items:
+        sentences.append(f'At equal {axis}, {strategy} builds the canonical shapes themselves '
+                         f'({same} of {len(all_items)}): nothing to compare.')
+        continue
       wins = sum(c.better for c in items)
+      losses = sum(c.difference != 0 and not c.better for c in items)
       mean_difference = sum(c.difference for c in items) / len(items)
       detail = '; '.join(f'{fmt_scale(c.row.scale)} {num(c.difference, signed=True)} vs '
                          f'{c.canonical.shape_name} ({axis} ratio {c.cost_ratio:.2f})'
                          for c in items)
-      verdict = ('better than' if wins == len(items) else 'worse than' if wins == 0
-                 else 'mixed against')
+      verdict = ('the same as' if not wins and not losses else
+                 'better than' if not losses else 'worse than' if not wins else 'mixed against')
       sentences.append(f'At equal {axis}, {strategy} is {verdict} the canonical shapes: better at '
-                       f'{wins} of {len(items)} shapes, mean difference '
-                       f'{num(mean_difference, signed=True)} {domain.summary_title} ({detail}).')
+                       f'{wins} of {len(items)} shapes, worse at {losses}, mean difference '
+                       f'{num(mean_difference, signed=True)} {domain.summary_title} ({detail}'
+                       f'{same_note}).')
     if not by_strategy:
       sentences.append('No strategy shape has a canonical shape with a downstream summary to '
                        'compare with.')

@@ -78,16 +78,20 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> Tau:
 
 def upstream_downstream_tau(domain: Domain) -> list[tuple[str, Tau]]:
   """Per upstream column: tau between upstream and downstream-summary quality, both oriented so
-  that larger is better (a positive tau: better upstream goes with better downstream)."""
+  that larger is better (a positive tau: better upstream goes with better downstream). A shape
+  that several rows share (the base of every strategy, a strategy that builds the canonical
+  shapes) counts once."""
   result = []
   for column in domain.upstream:
     up_sign = 1.0 if column.higher_is_better else -1.0
     down_sign = 1.0 if domain.summary_higher_is_better else -1.0
     xs, ys = [], []
+    seen = set()
     for row in domain.rows:
       up = row.quality.get((column.role, column.step, column.task))
       down = domain.summary(row)
-      if up is not None and down is not None:
+      if up is not None and down is not None and row.shape_name not in seen:
+        seen.add(row.shape_name)
         xs.append(up_sign * up)
         ys.append(down_sign * down)
     result.append((column.title, kendall_tau(xs, ys)))
