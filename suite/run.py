@@ -161,22 +161,43 @@ def plan_from_flags(config: Any) -> list[units.Unit]:
     raise flagcheck.FlagError(str(error)) from None
 
 
+# Fixed seconds per unit besides its training steps (pipelines, compilation, checkpoints,
+# evaluation), by kind; rough figures of a 2-core CPU, stated in ESTIMATE_METHOD.
+FIXED_S = {'train': 10.0, 'bench': 5.0, 'score': 2.0}
+
+
 def estimate_s(unit: units.Unit, rate_tflops: float, measured: dict[str, float]) -> float:
   """Seconds a unit should take: its training steps at the measured steps/s of its shape's
   bench unit when the journal has one, else its training FLOPs at `rate_tflops`; plus a fixed
-  10 s per unit for compilation and evaluation."""
+  time by kind (FIXED_S: training, bench, scoring-only units)."""
   steps = unit.spec.get('steps') or 0
+  kind = 'bench' if unit.stage == units.BENCH else 'train' if steps else 'score'
   if unit.stage != units.BENCH and steps and unit.shape in measured:
     bench_batch = measured[unit.shape][1]
     scale = (unit.spec.get('batch_size') or bench_batch) / bench_batch
-    return 10.0 + steps * scale / measured[unit.shape][0]
-  return 10.0 + unit.train_flops() / (rate_tflops * 1e12)
+    return FIXED_S[kind] + steps * scale / measured[unit.shape][0]
+  return FIXED_S[kind] + unit.train_flops() / (rate_tflops * 1e12)
 
 
 ESTIMATE_METHOD = ('estimated time: training steps at the steps/s measured by the shape\'s '
                    'bench unit in this workdir when there is one, else training FLOPs '
                    '(steps x batch x suite.costs train FLOPs/example) at the config\'s '
-                   'estimate_tflops_per_s; plus 10 s per unit for compilation and evaluation')
+                   'estimate_tflops_per_s; plus a fixed 10 s per training unit, 5 s per bench '
+                   'and 2 s per scoring unit (pipelines, compilation, evaluation); with parallel '
+                   'domains, the benches one after another, then the longest domain')
+
+
+def plan_seconds(plan: list[units.Unit], seconds: dict[str, float], parallel: bool) -> float:
+  """The plan's wall time from per-unit estimates: their sum, or with parallel domains the
+  benches' sum plus the longest domain's remaining units."""
+  if not parallel:
+    return sum(seconds.values())
+  benches = sum(seconds[u.key] for u in plan if u.stage == units.BENCH)
+  by_domain: dict[str, float] = {}
+  for u in plan:
+    if u.stage != units.BENCH:
+      by_domain[u.domain] = by_domain.get(u.domain, 0.0) + seconds[u.key]
+  return benches + max(by_domain.values(), default=0.0)
 
 
 def _measured(records: list[dict], plan: list[units.Unit]) -> dict:
@@ -190,14 +211,15 @@ def _measured(records: list[dict], plan: list[units.Unit]) -> dict:
   return out
 
 
-def dry_run(plan: list[units.Unit], config: Any, records: list[dict]) -> None:
+def dry_run(plan: list[units.Unit], config: Any, records: list[dict],
+            parallel: bool = False) -> None:
   done = journal.finished(records)
   rate = float(config.get('estimate_tflops_per_s', 0.02))
   measured = _measured(records, plan)
-  items, total = [], 0.0
+  items, per_unit = [], {}
   for u in plan:
     seconds = 0.0 if u.same_as or u.run_id in done else estimate_s(u, rate, measured)
-    total += seconds
+    per_unit[u.key] = seconds
     items.append({'unit': u.key, 'run_id': u.run_id, 'stage': u.stage, 'role': u.role,
                   'shape': shapes.display_name(u.shape), 'params': u.params,
                   'train_flops_per_example': u.workload.train_flops_per_example,
@@ -205,6 +227,7 @@ def dry_run(plan: list[units.Unit], config: Any, records: list[dict]) -> None:
                   'init': u.init, 'same_as': u.same_as, 'done': u.run_id in done,
                   'checkpoint': str(u.checkpoint) if u.checkpoint else None,
                   'strategy': u.strategy, 'scale': u.scale})
+  total = plan_seconds(plan, per_unit, parallel)
   print(json.dumps({'config': config.get('name'), 'units': items,
                     'total_estimated_s': round(total, 1), 'method': ESTIMATE_METHOD}, indent=1))
   for item in items:
@@ -357,7 +380,7 @@ def main(argv):
   except (TypeError, ValueError) as error:
     raise flagcheck.FlagError(f'config.model: {error}') from None
   if _DRY_RUN.value:
-    dry_run(plan, config, records)
+    dry_run(plan, config, records, _PARALLEL.value and len({u.domain for u in plan}) > 1)
     return 0
   started = time.perf_counter()
   log_path = _log_to_file(workdir)

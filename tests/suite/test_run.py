@@ -168,3 +168,16 @@ def test_unwritable_workdir_and_incompatible_journal_are_errors(cache, tmp_path)
        'status': 'ok', 'metrics': {}}) + '\n')
   done = _run(cache, old)
   assert done.returncode == 1 and 'incompatible version' in done.stderr
+
+
+def test_plan_time_with_parallel_domains_is_benches_then_the_longest_domain():
+  import types
+
+  from suite import run
+  unit = lambda key, domain, stage: types.SimpleNamespace(key=key, domain=domain, stage=stage)
+  plan = [unit('t/b', 'text', 'bench'), unit('v/b', 'vision', 'bench'),
+          unit('t/p', 'text', 'pretrain'), unit('t/f', 'text', 'finetune'),
+          unit('v/u', 'vision', 'upstream')]
+  seconds = {'t/b': 5, 'v/b': 4, 't/p': 30, 't/f': 20, 'v/u': 40}
+  assert run.plan_seconds(plan, seconds, parallel=False) == 99
+  assert run.plan_seconds(plan, seconds, parallel=True) == 5 + 4 + max(30 + 20, 40)
