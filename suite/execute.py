@@ -17,6 +17,7 @@ own `diverged` status.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import traceback
@@ -37,6 +38,7 @@ from suite.domain import (
   StageResult,
   journal_record,
 )
+from suite.domain import optimizer as domain_optimizer
 from suite.units import BENCH, Unit
 
 CHECKPOINTS = 'checkpoints'
@@ -48,13 +50,12 @@ def unit_dir(workdir: str, unit: Unit) -> str:
 
 
 def _optimizer(domain: Any, spec: Mapping[str, Any]) -> optim.OptimizerConfig | None:
-  import dataclasses
-
-  from suite.domain import optimizer
+  """The step's optimizer: a domain preset (`optimizer`) with field overrides, or None for the
+  stage's own default."""
   name, overrides = spec.get('optimizer'), dict(spec.get('optimizer_overrides') or {})
   if name is None and not overrides:
     return None  # the stage's own default
-  return dataclasses.replace(optimizer(domain, name), **overrides)
+  return dataclasses.replace(domain_optimizer(domain, name), **overrides)
 
 
 def _loop(spec: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,13 +13,14 @@ them (`suite.domain.journal_record` plus the runner's unit fields) and suite.rep
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from absl import logging
+
+from suite import jsonl
 
 FILENAME = 'results.jsonl'
 SCHEMA_VERSION = 1
@@ -46,58 +47,53 @@ def _finite(value: Any) -> Any:
 
 
 def _parse(filename: str) -> tuple[list[dict[str, Any]], int | None]:
-  """(records, byte offset of a cut last line or None)."""
-  with open(filename, 'rb') as f:
-    data = f.read()
-  records, offset = [], 0
-  lines = data.split(b'\n')
-  for number, line in enumerate(lines, start=1):
-    last = number == len(lines)
-    if not line.strip():
-      offset += len(line) + 1
-      continue
-    try:
-      record = json.loads(line)
-      if not isinstance(record, dict):
-        raise ValueError('not a JSON object')
-    except ValueError as error:
-      if last:  # no newline after it: the write was cut
-        return records, offset
-      raise JournalError(f'{filename}:{number}: not a journal record ({error}); the journal is '
-                         'damaged other than by a crash mid-write. Move the file away to start '
-                         'afresh, or delete that line to keep the rest.') from None
-    if last:  # a whole object without its newline is still a cut write: the newline is part
-      return records, offset  # of the record
+  """(records, byte offset of a cut last line or None). Any tail after the last newline is a
+  cut write, even a whole object: the newline is part of the record."""
+  try:
+    lines, tail, offset = jsonl.read(filename)
+  except jsonl.BadLine as bad:
+    raise JournalError(f'{filename}:{bad.number}: not a journal record ({bad.error}); the '
+                       'journal is damaged other than by a crash mid-write. Move the file away '
+                       'to start afresh, or delete that line to keep the rest.') from None
+  for number, record in lines:
     missing = [k for k in REQUIRED if k not in record]
     if missing:
       raise JournalError(f'{filename}:{number}: a record without {", ".join(missing)}; not a '
                          'shapebench results journal (or one from an incompatible version).')
-    records.append(record)
-    offset += len(line) + 1
-  return records, None
+  return [record for _, record in lines], (offset if tail.strip() else None)
 
 
-def read(workdir: str | os.PathLike) -> list[dict[str, Any]]:
-  """The journal's records, oldest first ([] when there is none). A cut last line is reported
-  with a warning and ignored: its unit has no record, so it runs again."""
+def load(workdir: str | os.PathLike) -> tuple[list[dict[str, Any]], bool]:
+  """(the records, oldest first, whether the last line was cut); [] when there is none. A cut
+  last line is reported with a warning and ignored: its unit has no record, so it runs again."""
   filename = path(workdir)
   if not os.path.exists(filename):
-    return []
+    return [], False
   records, cut = _parse(filename)
   if cut is not None:
     logging.warning('%s: the last line was cut by an interrupted write; ignoring it (its unit '
                     'will run again).', filename)
-  return records
+  return records, cut is not None
 
 
-def check_compatible(workdir: str | os.PathLike) -> list[dict[str, Any]]:
-  """`read`, plus an error when a record has another schema version."""
-  records = read(workdir)
+def read(workdir: str | os.PathLike) -> list[dict[str, Any]]:
+  """The journal's records (`load` without the cut flag)."""
+  return load(workdir)[0]
+
+
+def check_schema(records: list[dict[str, Any]], workdir: str | os.PathLike) -> None:
+  """An error when a record has another schema version than this code writes."""
   versions = sorted({r.get('schema') for r in records}, key=str)
   if any(v != SCHEMA_VERSION for v in versions):
     raise JournalError(f'{path(workdir)} was written by an incompatible version of shapebench '
                        f'(journal schema {", ".join(map(str, versions))}; this version writes '
                        f'{SCHEMA_VERSION}). Use another --workdir, or move the journal away.')
+
+
+def check_compatible(workdir: str | os.PathLike) -> list[dict[str, Any]]:
+  """`read`, plus an error when a record has another schema version."""
+  records = read(workdir)
+  check_schema(records, workdir)
   return records
 
 
@@ -107,7 +103,6 @@ def append(workdir: str | os.PathLike, record: Mapping[str, Any]) -> dict[str, A
   if missing:
     raise JournalError(f'a journal record needs {", ".join(missing)}.')
   record = _finite({'schema': SCHEMA_VERSION, **record})
-  data = (json.dumps(record) + '\n').encode()
   filename = path(workdir)
   os.makedirs(os.path.dirname(filename), exist_ok=True)
   if os.path.exists(filename):
@@ -117,9 +112,7 @@ def append(workdir: str | os.PathLike, record: Mapping[str, Any]) -> dict[str, A
       os.truncate(filename, cut)
   fd = os.open(filename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
   try:
-    written = os.write(fd, data)
-    while written < len(data):
-      written += os.write(fd, data[written:])
+    jsonl.append_line(fd, record)
     os.fsync(fd)
   finally:
     os.close(fd)

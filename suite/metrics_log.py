@@ -25,6 +25,8 @@ from typing import Any
 import jax
 from absl import flags, logging
 
+from suite import jsonl
+
 METRICS_FILE = 'metrics.jsonl'
 TENSORBOARD_DIR = 'tensorboard'
 
@@ -43,20 +45,13 @@ class MetricsFileError(ValueError):
 
 def _load(path: str) -> tuple[list[dict[str, Any]], int]:
   """(records, length in bytes of a cut final line that was left out; 0 if none)."""
-  with open(path, 'rb') as f:
-    lines = f.read().split(b'\n')
-  tail = lines.pop()  # what follows the last newline: b'' unless the last write was cut
-  records = []
-  for number, line in enumerate(lines, start=1):
-    if not line.strip():
-      continue
-    try:
-      record = json.loads(line)
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
-      raise MetricsFileError(
-          f'{path}:{number}: not valid JSON ({error}); only a cut final line (no newline) is '
-          'expected after a crash: repair or delete this line, or the file, and rerun') from None
-    records.append(record)
+  try:
+    lines, tail, _ = jsonl.read(path)
+  except jsonl.BadLine as bad:
+    raise MetricsFileError(
+        f'{path}:{bad.number}: {bad.error}; only a cut final line (no newline) is expected '
+        'after a crash: repair or delete this line, or the file, and rerun') from None
+  records = [record for _, record in lines]
   if not tail.strip():
     return records, 0
   try:  # A whole record whose newline is missing is kept.
@@ -101,14 +96,6 @@ def truncate_after(workdir: str | os.PathLike, step: int) -> None:
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, path)
-
-
-def _append_line(fd: int, record: Mapping[str, Any]) -> None:
-  """Appends `record` as one line in one unbuffered write (more only if the OS writes part)."""
-  data = (json.dumps(record) + '\n').encode()
-  written = os.write(fd, data)
-  while written < len(data):
-    written += os.write(fd, data[written:])
 
 
 def _format_duration(seconds: float) -> str:
@@ -159,7 +146,7 @@ class MetricsLogger:
 
   def _append(self, record: Mapping[str, Any]) -> None:
     if self._fd is not None:
-      _append_line(self._fd, record)
+      jsonl.append_line(self._fd, record)
 
   def _write_scalars(self, step: int, record: Mapping[str, Any]) -> None:
     if self._writer is not None:

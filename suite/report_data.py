@@ -120,14 +120,9 @@ class Journal:
 
 def load(workdir: str | os.PathLike) -> Journal:
   """The journal of `workdir` (journal.JournalError when damaged or of another schema)."""
-  records = journal.check_compatible(workdir)
+  records, cut = journal.load(workdir)
+  journal.check_schema(records, workdir)
   latest = sorted(journal.latest_by_run(records).values(), key=_record_order)
-  filename = journal.path(workdir)
-  cut = False
-  if os.path.exists(filename) and os.path.getsize(filename):
-    with open(filename, 'rb') as f:
-      f.seek(-1, os.SEEK_END)
-      cut = f.read(1) != b'\n'
   return Journal(records=latest, ok=[r for r in latest if r.get('status') == 'ok'],
                  not_ok=[r for r in latest if r.get('status') != 'ok'], cut_last_line=cut)
 
