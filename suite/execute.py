@@ -153,8 +153,8 @@ def _headline(unit: Unit, metrics: Mapping[str, float], extra: Mapping[str, Any]
   return {k: v for k, v in headline.items() if v is not None}
 
 
-def record(unit: Unit, result: StageResult, extra: Mapping[str, Any] | None = None,
-           init: str | None = None) -> dict[str, Any]:
+def record(unit: Unit, result: StageResult,
+           extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
   """The journal record of a unit's result: the core's fields plus the runner's."""
   extra = dict(extra or {})
   out = journal_record(result, domain=unit.domain, shape=unit.shape, workload=unit.workload,
@@ -162,8 +162,7 @@ def record(unit: Unit, result: StageResult, extra: Mapping[str, Any] | None = No
                        config=unit.config)
   assert out['run_id'] == unit.run_id, (out['run_id'], unit.run_id)
   out.update(unit=unit.key, step=unit.step, role=unit.role, config=dict(unit.config),
-             init=init if init is not None else unit.init or (
-                 str(unit.checkpoint) if unit.checkpoint else None), **extra)
+             init=unit.init or (str(unit.checkpoint) if unit.checkpoint else None), **extra)
   headline = _headline(unit, result.metrics, extra)
   if headline:
     out['headline'] = headline
