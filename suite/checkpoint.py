@@ -4,6 +4,10 @@ One `Checkpointer` per workdir keeps the N latest steps under `<workdir>/checkpo
 each holding the train state (arrays, restored straight onto the shardings the trainer asks
 for) and a small JSON record (how many batches the input pipeline has delivered, plus anything
 the caller adds). Saves are asynchronous by default; `close()` waits for the last one.
+Arrays are stored as global arrays (tensorstore chunks addressed by index), not tied to the
+saving mesh, so a state saved on one mesh restores on any other (saved on `data:8`, resumed on
+`fsdp:4` over 4 of the devices): each device reads its target shard's slice
+(tests/suite/test_meshes.py).
 """
 
 from __future__ import annotations

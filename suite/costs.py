@@ -1,7 +1,9 @@
-"""Exact parameter counts, analytic FLOPs and a training-memory estimate for any Shape.
+"""Exact parameter counts, analytic FLOPs and a per-device training-memory estimate for any
+Shape.
 
 Pure functions of a `Shape` (no jax import): the runner, the planner and the reports all
-take their costs from here, so that every table names one formula.
+take their costs from here, so that every table names one formula. The memory model's
+mechanics are in suite.memory, the activation tables in suite.activations.
 
 Conventions:
 - Parameters are counted as the model's own tree counts them: Hugging Face
@@ -19,6 +21,10 @@ Conventions:
 Every public function dispatches on the shape's model family through one registry, `FAMILIES`
 (keyed by `Shape.domain`: text shapes are T5 encoder-decoders, vision shapes ViT encoders),
 whose entries hold that family's formulas; no function branches on the domain.
+
+Each parameter tensor carries the logical axis names the network gives it ('embed', 'heads',
+'kv', 'mlp', 'vocab', ...), so that a domain's partitioning rules shard the estimate as they
+shard the real parameters.
 """
 
 from __future__ import annotations
@@ -27,26 +33,32 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping
 
+from suite import activations, memory
+from suite.memory import ADAFACTOR_MIN_DIM_TO_FACTOR, DTYPE_BYTES, OPTIMIZERS, MemoryEstimate
 from suite.shapes import TEXT, VISION, Shape
+
+__all__ = ['ADAFACTOR_MIN_DIM_TO_FACTOR', 'DTYPE_BYTES', 'OPTIMIZERS', 'MemoryEstimate']
 
 DEFAULT_INPUT_LENGTH = 512
 DEFAULT_TARGET_LENGTH = 114
-# Adafactor keeps factored second moments for a tensor whose second-largest dimension is at
-# least this. Attention kernels are [d_model, heads, d_kv]: 16 factors them for every released
-# shape (d_kv >= 16), as T5 factored its 2-D attention matrices; optax's default, 128, would
-# keep full second moments for every d_kv-64 kernel. suite.optim uses the same default.
-ADAFACTOR_MIN_DIM_TO_FACTOR = 16
-OPTIMIZERS = ('adafactor', 'adamw', 'sgd')
-DTYPE_BYTES = {'float32': 4, 'bfloat16': 2, 'float16': 2}
+REMAT_POLICIES = tuple(memory.REMAT_POLICIES)
+ATTENTION_KERNELS = ('xla', 'cudnn')  # suite.domain.ATTENTION_KERNELS (tests hold them equal)
 
 
 @dataclasses.dataclass(frozen=True)
 class Tensor:
-  """One parameter tensor of a model, repeated `count` times (once per layer, say)."""
+  """One parameter tensor of a model, repeated `count` times (once per layer, say), with the
+  logical axis name of each dimension (None: never sharded)."""
 
   name: str
   shape: tuple[int, ...]
   count: int = 1
+  axes: tuple[str | None, ...] = ()
+
+  def __post_init__(self):
+    if len(self.axes) != len(self.shape):
+      raise ValueError(f'{self.name}: {len(self.shape)} dimensions {self.shape} need as many '
+                       f'logical axis names, got {self.axes}.')
 
   @property
   def size(self) -> int:
@@ -62,23 +74,26 @@ def _text_tensors(s: Shape) -> list[Tensor]:
   d, enc, dec = s.d_model, s.num_encoder_layers, s.num_decoder_layers
   h, kv = s.num_heads, s.d_kv
   ffn_in = ('wi_0', 'wi_1') if s.is_gated else ('wi',)
-  tensors = [Tensor('token_embedding', (s.vocab_size, d))]
+  tensors = [Tensor('token_embedding', (s.vocab_size, d), 1, ('vocab', 'embed'))]
   if not s.tie_embeddings:
-    tensors.append(Tensor('lm_head', (d, s.vocab_size)))
+    tensors.append(Tensor('lm_head', (d, s.vocab_size), 1, ('embed', 'vocab')))
   for stack, layers, attentions, norms in (('encoder', enc, ('self',), 2),
                                            ('decoder', dec, ('self', 'cross'), 3)):
     for attention in attentions:
       # As the network stores them: [d_model, heads, d_kv] and [heads, d_kv, d_model].
       for proj in ('q', 'k', 'v'):
-        tensors.append(Tensor(f'{stack}/{attention}_attention/{proj}', (d, h, kv), layers))
-      tensors.append(Tensor(f'{stack}/{attention}_attention/o', (h, kv, d), layers))
+        tensors.append(Tensor(f'{stack}/{attention}_attention/{proj}', (d, h, kv), layers,
+                              ('embed', 'heads', 'kv')))
+      tensors.append(Tensor(f'{stack}/{attention}_attention/o', (h, kv, d), layers,
+                            ('heads', 'kv', 'embed')))
     for name in ffn_in:
-      tensors.append(Tensor(f'{stack}/mlp/{name}', (d, s.d_ff), layers))
-    tensors.append(Tensor(f'{stack}/mlp/wo', (s.d_ff, d), layers))
-    tensors.append(Tensor(f'{stack}/layer_norms', (d,), layers * norms))
-    # T5 keeps one relative-position bias table, in the first layer of each stack.
-    tensors.append(Tensor(f'{stack}/relative_attention_bias', (s.num_heads, s.relative_buckets)))
-    tensors.append(Tensor(f'{stack}/final_layer_norm', (d,)))
+      tensors.append(Tensor(f'{stack}/mlp/{name}', (d, s.d_ff), layers, ('embed', 'mlp')))
+    tensors.append(Tensor(f'{stack}/mlp/wo', (s.d_ff, d), layers, ('mlp', 'embed')))
+    tensors.append(Tensor(f'{stack}/layer_norms', (d,), layers * norms, ('embed',)))
+    # T5 keeps one relative-position bias table per stack (HF: in its first layer).
+    tensors.append(Tensor(f'{stack}/relative_attention_bias', (s.num_heads, s.relative_buckets),
+                          1, ('heads', 'relpos_buckets')))
+    tensors.append(Tensor(f'{stack}/final_layer_norm', (d,), 1, ('embed',)))
   return tensors
 
 
@@ -87,19 +102,21 @@ def _vision_tensors(s: Shape) -> list[Tensor]:
   d, layers = s.d_model, s.num_encoder_layers
   has_cls = s.pooling == 'cls'
   tensors = [
-      Tensor('patch_kernel', (s.patch_size, s.patch_size, 3, d)),
-      Tensor('patch_bias', (d,)),
+      Tensor('patch_kernel', (s.patch_size, s.patch_size, 3, d), 1, (None, None, None, 'embed')),
+      Tensor('patch_bias', (d,), 1, ('embed',)),
   ]
   if s.posemb == 'learn':  # 'sincos2d' is a constant
-    tensors.append(Tensor('position_embedding', (s.num_patches + int(has_cls), d)))
+    tensors.append(Tensor('position_embedding', (s.num_patches + int(has_cls), d), 1,
+                          ('length', 'embed')))
   if has_cls:
-    tensors.append(Tensor('cls_token', (d,)))
+    tensors.append(Tensor('cls_token', (d,), 1, ('embed',)))
   tensors += _vit_block_tensors(s, 'encoder_layers', layers)
-  tensors.append(Tensor('encoder_norm', (d,), 2))  # scale + bias
+  tensors.append(Tensor('encoder_norm', (d,), 2, ('embed',)))  # scale + bias
   if s.pooling == 'map':  # a learned probe attends over the tokens, then an MLP block
-    tensors.append(Tensor('map_head/probe', (d,)))
+    tensors.append(Tensor('map_head/probe', (d,), 1, ('embed',)))
     tensors += _vit_block_tensors(s, 'map_head', 1, norms=1)
-  tensors += [Tensor('head/kernel', (d, s.num_classes)), Tensor('head/bias', (s.num_classes,))]
+  tensors += [Tensor('head/kernel', (d, s.num_classes), 1, ('embed', 'classes')),
+              Tensor('head/bias', (s.num_classes,), 1, ('classes',))]
   return tensors
 
 
@@ -108,16 +125,17 @@ def _vit_block_tensors(s: Shape, prefix: str, count: int, norms: int = 2) -> lis
   d, h, kv, ff = s.d_model, s.num_heads, s.d_kv, s.d_ff
   tensors = []
   for proj in ('query', 'key', 'value'):
-    tensors += [Tensor(f'{prefix}/attention/{proj}_kernel', (d, h, kv), count),
-                Tensor(f'{prefix}/attention/{proj}_bias', (h, kv), count)]
+    tensors += [Tensor(f'{prefix}/attention/{proj}_kernel', (d, h, kv), count,
+                       ('embed', 'heads', 'kv')),
+                Tensor(f'{prefix}/attention/{proj}_bias', (h, kv), count, ('heads', 'kv'))]
   return tensors + [
-      Tensor(f'{prefix}/attention/out_kernel', (h, kv, d), count),
-      Tensor(f'{prefix}/attention/out_bias', (d,), count),
-      Tensor(f'{prefix}/mlp/wi_kernel', (d, ff), count),
-      Tensor(f'{prefix}/mlp/wi_bias', (ff,), count),
-      Tensor(f'{prefix}/mlp/wo_kernel', (ff, d), count),
-      Tensor(f'{prefix}/mlp/wo_bias', (d,), count),
-      Tensor(f'{prefix}/layer_norms', (d,), count * norms * 2),  # scale + bias each
+      Tensor(f'{prefix}/attention/out_kernel', (h, kv, d), count, ('heads', 'kv', 'embed')),
+      Tensor(f'{prefix}/attention/out_bias', (d,), count, ('embed',)),
+      Tensor(f'{prefix}/mlp/wi_kernel', (d, ff), count, ('embed', 'mlp')),
+      Tensor(f'{prefix}/mlp/wi_bias', (ff,), count, ('mlp',)),
+      Tensor(f'{prefix}/mlp/wo_kernel', (ff, d), count, ('mlp', 'embed')),
+      Tensor(f'{prefix}/mlp/wo_bias', (d,), count, ('embed',)),
+      Tensor(f'{prefix}/layer_norms', (d,), count * norms * 2, ('embed',)),  # scale + bias
   ]
 
 
@@ -193,90 +211,62 @@ def train_flops_per_example(shape: Shape, input_length: int = DEFAULT_INPUT_LENG
   return 3 * sum(breakdown.values()) - data_input
 
 
-@dataclasses.dataclass(frozen=True)
-class MemoryEstimate:
-  """Training memory in bytes per component. An estimate: activations assume every matmul
-  input, the attention probabilities and the logits are kept for the backward pass, with no
-  rematerialisation, and ignore allocator overhead and temporary buffers."""
-
-  params_bytes: int
-  grads_bytes: int
-  optimizer_bytes: int
-  activations_bytes: int
-  batch_size: int
-  optimizer: str
-
-  @property
-  def total_bytes(self) -> int:
-    return self.params_bytes + self.grads_bytes + self.optimizer_bytes + self.activations_bytes
-
-  def as_dict(self) -> dict:
-    return {**dataclasses.asdict(self), 'total_bytes': self.total_bytes}
-
-
-def _optimizer_state_elements(tensor: Tensor, optimizer: str) -> int:
-  if optimizer == 'adamw':
-    return 2 * tensor.size
-  if optimizer == 'sgd':
-    return 0
-  dims = sorted(tensor.shape, reverse=True)
-  if len(dims) >= 2 and dims[1] >= ADAFACTOR_MIN_DIM_TO_FACTOR:
-    size = math.prod(tensor.shape)
-    return (size // dims[0] + size // dims[1]) * tensor.count
-  return tensor.size
-
-
-def _per_token_activations(s: Shape) -> int:
-  """Elements kept per token per layer: norm in/out, q, k, v, attention output, residual,
-  FFN in/hidden."""
-  return 6 * s.d_model + 4 * s.attention_width + (3 if s.is_gated else 2) * s.d_ff
-
-
-def _text_activations(s: Shape, inputs: int, targets: int) -> tuple[int, int]:
-  """(elements kept in the activation dtype, float32 logits elements) per example."""
-  d, a, h = s.d_model, s.attention_width, s.num_heads
-  per_token = _per_token_activations(s)
-  encoder = s.num_encoder_layers * inputs * (per_token + 2 * h * inputs)
-  cross = targets * (2 * d + 2 * a) + inputs * 2 * a + 2 * h * targets * inputs
-  decoder = s.num_decoder_layers * (targets * (per_token + 2 * h * targets) + cross)
-  return encoder + decoder, 2 * targets * s.vocab_size
-
-
-def _vision_activations(s: Shape) -> tuple[int, int]:
-  """(elements kept in the activation dtype, float32 logits elements) per example."""
-  tokens = s.num_patches + int(s.pooling == 'cls')
-  patches = s.num_patches * (s.patch_size ** 2 * 3 + s.d_model)
-  per_layer = tokens * (_per_token_activations(s) + 2 * s.num_heads * tokens)
-  return patches + s.num_encoder_layers * per_layer, 2 * s.num_classes
-
-
 def train_memory(shape: Shape, batch_size: int, optimizer: str = 'adafactor',
                  param_dtype: str = 'float32', activation_dtype: str = 'bfloat16',
                  input_length: int = DEFAULT_INPUT_LENGTH,
-                 target_length: int = DEFAULT_TARGET_LENGTH) -> MemoryEstimate:
-  """Estimated bytes to train `shape` at `batch_size` on one device (see MemoryEstimate)."""
-  if optimizer not in OPTIMIZERS:
-    raise ValueError(f'optimizer={optimizer!r}: valid optimizers are {", ".join(OPTIMIZERS)}.')
+                 target_length: int = DEFAULT_TARGET_LENGTH, *, remat: str = 'none',
+                 scan: bool = False, attention: str = 'xla',
+                 mesh: Mapping[str, int] | None = None,
+                 rules: memory.Rules = ()) -> MemoryEstimate:
+  """Estimated bytes per device to train `shape` at global `batch_size` (suite.memory).
+
+  activation_dtype: the compute dtype. remat: the network's rematerialisation policy
+  (`REMAT_POLICIES`); scan: layers under `nn.scan`; attention: 'xla' (our own ops) or 'cudnn'
+  (cuDNN's fused kernel, `ATTENTION_KERNELS`). mesh: mesh axis sizes, e.g.
+  {'data': 2, 'fsdp': 2, 'model': 2} (None: one device), sharded by `rules`, the domain's
+  logical-axis rules ((logical name, mesh axis or axes or None), first match wins).
+  """
+  memory.check_optimizer(optimizer)
   for name, dtype in (('param_dtype', param_dtype), ('activation_dtype', activation_dtype)):
     if dtype not in DTYPE_BYTES:
       raise ValueError(f'{name}={dtype!r}: valid dtypes are {", ".join(DTYPE_BYTES)}.')
   if not isinstance(batch_size, int) or batch_size <= 0:
     raise ValueError(f'batch_size={batch_size!r}: must be a positive integer.')
+  if remat not in memory.REMAT_POLICIES:
+    raise ValueError(f'remat={remat!r}: valid policies are {", ".join(REMAT_POLICIES)}.')
+  if attention not in ATTENTION_KERNELS:
+    raise ValueError(f'attention={attention!r}: valid kernels are '
+                     f'{", ".join(ATTENTION_KERNELS)}.')
+  mesh = dict(mesh or {})
+  for axis, size in mesh.items():
+    if not isinstance(size, int) or size < 1:
+      raise ValueError(f'mesh axis {axis}={size!r}: sizes must be integers >= 1 (a plan has '
+                       'no devices to fill in -1).')
+  if math.prod(mesh.values()) > 1 and not rules:
+    raise ValueError(f'mesh {mesh} needs the logical-axis rules that shard it: pass the '
+                     "domain's `logical_axis_rules`.")
   costs = family(shape)
   lengths = costs.lengths(input_length, target_length)
   tensors = costs.tensors(shape)
-  n_params = sum(t.size for t in tensors)
-  param_bytes = DTYPE_BYTES[param_dtype]
-  state = sum(_optimizer_state_elements(t, optimizer) for t in tensors)
-  kept, logits = costs.activations(shape, *lengths)
+  acts = costs.activations(shape, tensors, *lengths, fused_attention=attention == 'cudnn')
+  compute = DTYPE_BYTES[activation_dtype]
+  examples = batch_size // memory.batch_shards(batch_size, mesh, rules)
+  param_elements, state = 0, 0
+  for t in tensors:
+    local = memory.shard_shape(t.shape, t.axes, mesh, rules)
+    param_elements += math.prod(local) * t.count
+    state += memory.optimizer_state_bytes(t.shape, local, optimizer) * t.count
+  param_bytes = param_elements * DTYPE_BYTES[param_dtype]
   return MemoryEstimate(
-      params_bytes=n_params * param_bytes,
-      grads_bytes=n_params * param_bytes,
-      optimizer_bytes=state * 4,  # optimizer statistics are kept in float32
-      activations_bytes=batch_size * (kept * DTYPE_BYTES[activation_dtype] + logits * 4),
-      batch_size=batch_size,
-      optimizer=optimizer,
-  )
+      params_bytes=param_bytes,
+      grads_bytes=param_bytes,
+      optimizer_bytes=state,
+      activations_bytes=(
+          memory.layer_activation_bytes(acts, examples, compute, mesh, rules, remat, scan)
+          + memory.activation_bytes(acts.other, examples, compute, mesh, rules, scan)),
+      logits_bytes=memory.activation_bytes(acts.logits, examples, compute, mesh, rules, scan),
+      batch_size=batch_size, optimizer=optimizer, remat=remat, scan=scan,
+      mesh=mesh or None, devices=math.prod(mesh.values()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,8 +274,8 @@ class FamilyCosts:
   """The cost formulas of one model family.
 
   tensors(shape): its parameter tensors. flops(shape, *lengths): forward matmul FLOPs per
-  example, per component. activations(shape, *lengths): (elements kept for the backward pass
-  in the activation dtype, float32 logits elements) per example. takes_lengths: whether the
+  example, per component. activations(shape, tensors, *lengths): what the backward pass keeps
+  (suite.activations: per layer type, outside the layers, logits). takes_lengths: whether the
   formulas take (input_length, target_length) tokens per example (text) or read everything
   off the shape (vision: image and patch size). data_input_components: flops components whose
   input is data, so that their backward pass computes the weight gradient only.
@@ -294,7 +284,7 @@ class FamilyCosts:
   description: str
   tensors: Callable[[Shape], list[Tensor]]
   flops: Callable[..., dict[str, int]]
-  activations: Callable[..., tuple[int, int]]
+  activations: Callable[..., memory.FamilyActivations]
   takes_lengths: bool
   data_input_components: tuple[str, ...] = ()
 
@@ -309,8 +299,9 @@ class FamilyCosts:
 # Shape.domain -> the formulas of its model family.
 FAMILIES: Mapping[str, FamilyCosts] = {
     TEXT: FamilyCosts('T5 encoder-decoder (v1.0 and 1.1)', _text_tensors, _text_flops,
-                      _text_activations, takes_lengths=True),
-    VISION: FamilyCosts('ViT encoder', _vision_tensors, _vision_flops, _vision_activations,
+                      activations.text_activations, takes_lengths=True),
+    VISION: FamilyCosts('ViT encoder', _vision_tensors, _vision_flops,
+                        activations.vision_activations,
                         takes_lengths=False, data_input_components=('patch_embedding',)),
 }
 

@@ -33,15 +33,17 @@ import platform
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from suite import costs, devices, shapes
-from suite.network_options import REMAT_POLICIES
+from suite import costs, devices, partition, shapes
+from suite.network_options import REMAT_POLICIES, cudnn_attention_problem
 from suite.optim import OptimizerConfig
 from suite.shapes import Shape
 from suite.trainer import Model
 
+AUTO = 'auto'  # a ModelOptions value chosen for the device (and shape) by `resolved`
 COMPUTE_DTYPES = ('float32', 'bfloat16')
 ATTENTION_KERNELS = ('xla', 'cudnn')
 OK, DIVERGED, FAILED = 'ok', 'diverged', 'failed'
@@ -52,28 +54,68 @@ STATUSES = (OK, DIVERGED, FAILED)
 class ModelOptions:
   """How to build a model, independent of its domain.
 
-  dtype: compute dtype (parameters stay float32). attention: the attention kernel, 'xla' or
-  'cudnn' (NVIDIA GPUs, bfloat16 only). scan: `nn.scan` over layers. remat: the network's
-  rematerialisation policy ('none', 'full', 'dots', 'dots_no_batch'). dropout_rate: in [0, 1).
+  dtype: compute dtype, 'float32' or 'bfloat16' (parameters stay float32). attention: the
+  attention kernel, 'xla' or 'cudnn' (cuDNN's fused kernel: NVIDIA GPUs, bfloat16). scan:
+  `nn.scan` over layers, True or False (one compiled layer body per stack, so compile time
+  stays flat in depth). remat: the network's rematerialisation policy ('none', 'full', 'dots',
+  'dots_no_batch'). dropout_rate: in [0, 1). dtype, attention and scan may be 'auto' (the
+  default for attention and scan), which `resolved` turns into the device's choice; the domains'
+  `build_model` and the commands resolve, so a model never sees 'auto'.
   """
 
   dtype: str = 'float32'
-  attention: str = 'xla'
-  scan: bool = False
+  attention: str = AUTO
+  scan: bool | str = AUTO
   remat: str = 'none'
   dropout_rate: float = 0.0
 
   def __post_init__(self):
-    if self.dtype not in COMPUTE_DTYPES:
-      raise ValueError(f'dtype={self.dtype!r}: valid compute dtypes are '
+    if self.dtype not in (AUTO, *COMPUTE_DTYPES):
+      raise ValueError(f'dtype={self.dtype!r}: valid compute dtypes are {AUTO}, '
                        f'{", ".join(COMPUTE_DTYPES)} (parameters stay float32).')
-    if self.attention not in ATTENTION_KERNELS:
-      raise ValueError(f'attention={self.attention!r}: valid kernels are '
+    if self.attention not in (AUTO, *ATTENTION_KERNELS):
+      raise ValueError(f'attention={self.attention!r}: valid kernels are {AUTO}, '
                        f'{", ".join(ATTENTION_KERNELS)}.')
+    if self.attention == 'cudnn' and self.dtype == 'float32':
+      raise ValueError("attention='cudnn' computes in bfloat16, not float32: use "
+                       "dtype='bfloat16' (or 'auto' on a GPU), or attention='xla' or 'auto'.")
+    if self.scan not in (AUTO, True, False):
+      raise ValueError(f'scan={self.scan!r}: valid are {AUTO}, True, False.')
     if self.remat not in REMAT_POLICIES:
       raise ValueError(f'remat={self.remat!r}: valid policies are {", ".join(REMAT_POLICIES)}.')
     if not 0.0 <= self.dropout_rate < 1.0:
       raise ValueError(f'dropout_rate={self.dropout_rate}: must be in [0, 1).')
+
+  def resolved(self, shape: Shape | None = None, device: Any = None) -> ModelOptions:
+    """These options with each 'auto' replaced by the choice for `device` (default: jax's first
+    device) and, when given, `shape`:
+
+    - dtype: bfloat16 on accelerators, float32 on CPUs;
+    - attention: 'cudnn' where cuDNN's fused kernel runs (an NVIDIA GPU of compute capability
+      8.0 or later, bfloat16, the shape's d_kv a multiple of 8 up to 256 on Hopper, 128 before:
+      `suite.network_options.cudnn_attention_problem`), else 'xla';
+    - scan: on for accelerators (GPU, TPU), where a deep shape's unrolled step takes minutes to
+      compile; off on CPUs, where the benchmark's models are shallow and compile in seconds,
+      the unrolled step lets suite.bench check the cost model against XLA's FLOP count (which
+      counts a scanned layer once), and our CPU figures, tests and checkpoints were made so.
+
+    Explicit values stay; an explicit 'cudnn' where the kernel cannot run is a ValueError
+    saying why. Idempotent: resolved options resolve to themselves.
+    """
+    device = device if device is not None else jax.devices()[0]
+    accelerator = device.platform != 'cpu'
+    dtype = self.dtype
+    if dtype == AUTO:
+      dtype = 'bfloat16' if accelerator else 'float32'
+    problem = cudnn_attention_problem(device, dtype, None if shape is None else shape.d_kv)
+    attention = self.attention
+    if attention == AUTO:
+      attention = 'xla' if problem else 'cudnn'
+    elif attention == 'cudnn' and problem:
+      raise ValueError(f"attention='cudnn' cannot run here: {problem}. Use attention='auto' "
+                       "(cuDNN where it runs, XLA elsewhere) or 'xla'.")
+    scan = accelerator if self.scan == AUTO else bool(self.scan)
+    return dataclasses.replace(self, dtype=dtype, attention=attention, scan=scan)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,7 +283,7 @@ class Domain(Protocol):
   name: str  # the registry key, equal to the Shape.domain of its shapes
   workload_options: Sequence[WorkloadOption]
   optimizers: Mapping[str, Callable[[], OptimizerConfig]]  # first: the default
-  logical_axis_rules: Sequence[tuple[str, str | None]]
+  logical_axis_rules: partition.Rules
   stages: Mapping[str, Stage]
 
   def build_model(self, shape: Shape, options: ModelOptions) -> Model:

@@ -130,7 +130,7 @@ class EvalSteps:
   shardings (a Trainer's `abstract_state.params`, or `suite.trainer.eval_steps(model)`).
   """
 
-  def __init__(self, model: EvalModel, mesh: Mesh, rules: Sequence[tuple[str, str | None]],
+  def __init__(self, model: EvalModel, mesh: Mesh, rules: partition.Rules,
                abstract_params: Any):
     self.model = model
     self.mesh = mesh
@@ -153,8 +153,8 @@ class EvalSteps:
   @property
   def rows_multiple(self) -> int:
     """Every batch this process passes is padded to a multiple of this many rows (the data
-    shards per process), so that it splits evenly over the mesh."""
-    return max(1, self.mesh.shape[partition.DATA] // jax.process_count())
+    and fsdp slices this process holds), so that it splits evenly over the mesh."""
+    return max(1, partition.process_batch_shards(self.mesh))
 
   def _fixed_size(self, rows: int) -> int:
     return -(-rows // self.rows_multiple) * self.rows_multiple

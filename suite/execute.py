@@ -12,7 +12,9 @@ resumes from its checkpoint through the stage's own resume. What each kind of un
 A unit whose init unit did not finish ok is recorded `failed` without running; a unit planned
 as a copy (`same_as`) takes that unit's record as its own. An exception inside a stage becomes
 a `failed` record with the error (the traceback goes to the log); a NaN loss is the stage's
-own `diverged` status.
+own `diverged` status. Every stage runs on the one Mesh the runner built (`--mesh`), which the
+record names as `mesh` ('data:2,fsdp:2,model:2'); it does not enter the run_id, so a unit
+interrupted on one mesh resumes on another.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from absl import logging
+from jax.sharding import Mesh
 
-from suite import domains, loop, optim, throughput
+from suite import domains, loop, optim, partition, throughput
 from suite.checkpoint import Checkpointer
 from suite.domain import (
   DIVERGED,
@@ -70,7 +73,7 @@ def _loop(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def stage_config(unit: Unit, domain: Any, init_dir: str | None,
-                 init_step: int | None = None) -> StageConfig:
+                 init_step: int | None = None, mesh: Mesh | None = None) -> StageConfig:
   spec = unit.spec
   return StageConfig(
       task=unit.task, steps=spec.get('steps') or 0, batch_size=spec.get('batch_size') or 32,
@@ -78,7 +81,7 @@ def stage_config(unit: Unit, domain: Any, init_dir: str | None,
       optimizer=_optimizer(domain, spec), init_params=init_dir, init_step=init_step,
       eval_batch_size=spec.get('eval_batch_size'), max_eval_examples=spec.get(
           'max_eval_examples'), loop=_loop(spec) if spec.get('steps') else {},
-      options=dict(spec.get('options') or {}))
+      mesh=mesh, options=dict(spec.get('options') or {}))
 
 
 def _headline_metric(unit: Unit, metrics: Mapping[str, float]) -> str | None:
@@ -88,14 +91,15 @@ def _headline_metric(unit: Unit, metrics: Mapping[str, float]) -> str | None:
   return next(iter(metrics), None)
 
 
-def _bench(unit: Unit, options: ModelOptions) -> StageResult:
+def _bench(unit: Unit, options: ModelOptions, mesh: Mesh | None) -> StageResult:
   domain = domains.get(unit.domain)
   spec = unit.spec
   start = time.perf_counter()
   item = throughput.measure(
       domain, unit.shape, label=unit.key, batch_size=spec.get('batch_size', 16),
       steps=spec.get('steps', 5), warmup=spec.get('warmup', 1), repeats=spec.get('repeats', 1),
-      options=options, optimizer_name=spec.get('optimizer'), workload=dict(unit.workload.sizes))
+      options=options.resolved(unit.shape), optimizer_name=spec.get('optimizer'),
+      workload=dict(unit.workload.sizes), mesh=mesh)
   per_s = f'{unit.workload.unit}_per_s'
   metrics = {'steps_per_s': item['steps_per_s'],
              'examples_per_s': item['steps_per_s'] * item['batch'],
@@ -107,7 +111,7 @@ def _bench(unit: Unit, options: ModelOptions) -> StageResult:
 
 
 def _score_checkpoints(unit: Unit, domain: Any, options: ModelOptions, init_dir: str,
-                       workdir: str) -> tuple[StageResult, dict[str, Any]]:
+                       workdir: str, mesh: Mesh | None) -> tuple[StageResult, dict[str, Any]]:
   """The stage at each checkpoint the init unit kept; best (by the headline) and last."""
   start = time.perf_counter()
   with Checkpointer(os.path.join(init_dir, loop.CHECKPOINT_DIR)) as checkpointer:
@@ -117,7 +121,7 @@ def _score_checkpoints(unit: Unit, domain: Any, options: ModelOptions, init_dir:
   stage = domain.stages[unit.stage]
   scored = []
   for step in steps:
-    result = stage(unit.shape, options, stage_config(unit, domain, init_dir, step),
+    result = stage(unit.shape, options, stage_config(unit, domain, init_dir, step, mesh),
                    os.path.join(workdir, f'step_{step}'))
     scored.append((step, result))
   metric = _headline_metric(unit, scored[-1][1].metrics)
@@ -180,28 +184,32 @@ def copied(unit: Unit, source: Mapping[str, Any]) -> dict[str, Any]:
   result = StageResult(stage=unit.stage, task=unit.task, status=source['status'],
                        metrics=source['metrics'], steps=source.get('steps', 0), wall_s=0.0,
                        error=source.get('error'))
-  extra = {k: source[k] for k in ('best_step', 'last_step', 'checkpoint_steps') if k in source}
+  extra = {k: source[k] for k in ('best_step', 'last_step', 'checkpoint_steps', 'mesh')
+           if k in source}
   return {**record(unit, result, extra), 'same_as': source['unit']}
 
 
 def run(unit: Unit, workdir: str, options: ModelOptions,
-        init_dir: str | CheckpointRef | None) -> dict[str, Any]:
-  """Runs `unit` (its init unit finished ok, its checkpoints in `init_dir`) and returns its
-  journal record; an exception becomes a `failed` record."""
+        init_dir: str | CheckpointRef | None, mesh: Mesh | None = None) -> dict[str, Any]:
+  """Runs `unit` (its init unit finished ok, its checkpoints in `init_dir`) on `mesh` (None:
+  every device on 'data') and returns its journal record; an exception becomes a `failed`
+  record."""
   domain = domains.get(unit.domain)
   directory = unit_dir(workdir, unit)
+  mesh = mesh if mesh is not None else partition.make_mesh()
   extra: dict[str, Any] = {}
   try:
     if unit.stage == BENCH:
-      result = _bench(unit, options)
+      result = _bench(unit, options, mesh)
     elif unit.spec.get('score') == 'checkpoints':
-      result, extra = _score_checkpoints(unit, domain, options, init_dir, directory)
+      result, extra = _score_checkpoints(unit, domain, options, init_dir, directory, mesh)
     else:
-      result = domain.stages[unit.stage](unit.shape, options,
-                                         stage_config(unit, domain, init_dir), directory)
+      result = domain.stages[unit.stage](
+          unit.shape, options, stage_config(unit, domain, init_dir, mesh=mesh), directory)
   except Exception as error:  # noqa: BLE001 - the plan goes on; the record names the error
     logging.error('%s failed:\n%s', unit.key, traceback.format_exc())
-    return failed(unit, f'{type(error).__name__}: {" ".join(str(error).split())}')
+    return {**failed(unit, f'{type(error).__name__}: {" ".join(str(error).split())}'),
+            'mesh': partition.mesh_text(mesh)}
   if result.status == DIVERGED:
     logging.error('%s diverged at step %d', unit.key, result.steps)
-  return record(unit, result, extra)
+  return record(unit, result, {**extra, 'mesh': partition.mesh_text(mesh)})

@@ -129,16 +129,27 @@ def copy_flags(module: types.ModuleType | str,
   return fresh
 
 
-def check_batch(name: str, batch_size: int, microbatches: int = 1) -> None:
-  """Raises FlagError unless a global batch of `batch_size` splits over the default mesh's data
-  shards (all devices) times `microbatches`, as the train step needs."""
-  import numpy as np
-
+def check_mesh(name: str, spec: Any) -> Any:
+  """The `jax.sharding.Mesh` that mesh text `spec` lays out over all devices (None: every
+  device on 'data'); FlagError naming the flag `name` ('mesh', 'config.mesh') when it does
+  not parse or does not fit the devices (`suite.partition.make_mesh`)."""
   from suite import partition
 
-  mesh = partition.make_mesh()
   try:
-    partition.check_batch({'rows': np.zeros((batch_size,), np.int8)}, mesh, microbatches)
+    return partition.make_mesh(spec)
+  except partition.PartitionError as error:
+    raise FlagError(f'--{name}={spec}: {error}') from None
+
+
+def check_batch(name: str, batch_size: int, microbatches: int = 1, mesh: Any = None) -> None:
+  """Raises FlagError unless a global batch of `batch_size` splits over the data x fsdp
+  slices of `mesh` (a Mesh; None: every device on 'data') times `microbatches`, as the train
+  step needs."""
+  from suite import partition
+
+  mesh = mesh if mesh is not None else partition.make_mesh()
+  try:
+    partition.process_rows(batch_size, mesh, microbatches)
   except partition.PartitionError as error:
     raise FlagError(f'--{name}={batch_size}: {error}') from None
 

@@ -9,6 +9,7 @@ naming file:line: the journal is then damaged by something other than a crash.
 Records carry `schema` (SCHEMA_VERSION); a journal written by an incompatible version is an
 error before any work starts (`check_compatible`). DESIGN.md lists the fields; suite.run builds
 them (`suite.domain.journal_record` plus the runner's unit fields) and suite.report reads them.
+A multi-host run has one writer, process 0; every process reads.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from absl import logging
 
-from suite import jsonl
+from suite import distributed, jsonl
 
 FILENAME = 'results.jsonl'
 SCHEMA_VERSION = 1
@@ -98,11 +99,17 @@ def check_compatible(workdir: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def append(workdir: str | os.PathLike, record: Mapping[str, Any]) -> dict[str, Any]:
-  """Appends one record (with `schema` set) as one whole line; returns what was written."""
+  """Appends one record (with `schema` set) as one whole line; returns what was written.
+
+  On several processes (multi-host) only process 0 writes; the others get the same record
+  back (`suite.distributed.is_lead`).
+  """
   missing = [k for k in REQUIRED if k != 'schema' and k not in record]
   if missing:
     raise JournalError(f'a journal record needs {", ".join(missing)}.')
   record = _finite({'schema': SCHEMA_VERSION, **record})
+  if not distributed.is_lead():
+    return record
   filename = path(workdir)
   os.makedirs(os.path.dirname(filename), exist_ok=True)
   if os.path.exists(filename):

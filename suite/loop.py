@@ -125,7 +125,7 @@ def fit(
     evaluators: Sequence[Evaluator] = (),
     init_params: Any = None,
     mesh: Mesh | None = None,
-    rules: Sequence[tuple[str, str | None]] = partition.RULES,
+    rules: partition.Rules = partition.RULES,
     learning_rate_fn: optax.Schedule | None = None,
 ) -> FitResult:
   """Trains `model` for `config.num_steps` steps in `workdir`, resuming if it holds a checkpoint.

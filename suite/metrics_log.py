@@ -4,7 +4,7 @@
 ..., "steps_per_s": r, "examples_per_s": e}`, and per evaluation `{"step": s, "eval/<name>": v}`.
 Tables are a pivot over this file, never a rerun. When a run resumes from a checkpoint at step
 k, lines after step k (written by the interrupted run) are dropped first, so the file always
-describes one uninterrupted curve. Only process 0 writes files.
+describes one uninterrupted curve. Only process 0 writes files and progress lines.
 
 Each line goes to the file in one unbuffered append (`os.write`), so a process killed mid-write
 leaves at most a cut final line: no newline, not valid JSON. Readers skip it and a resume drops
@@ -173,15 +173,17 @@ class MetricsLogger:
     eta = (self.total_steps - step) / steps_per_s if steps_per_s > 0 else float('nan')
     shown = ' '.join(f'{k}={float(v):.4g}' for k, v in metrics.items())
     steps_per_s = steps_per_s if math.isfinite(steps_per_s) else 0.0
-    _show(f'step {step}/{self.total_steps} {shown} | {steps_per_s:.2f} steps/s '
-          f'{steps_per_s * examples_per_step:.1f} examples/s | ETA {_format_duration(eta)}')
+    if self._is_writer:
+      _show(f'step {step}/{self.total_steps} {shown} | {steps_per_s:.2f} steps/s '
+            f'{steps_per_s * examples_per_step:.1f} examples/s | ETA {_format_duration(eta)}')
 
   def write_eval(self, step: int, metrics: Mapping[str, Any], prefix: str = 'eval') -> None:
     """Logs one evaluation's metrics as `<prefix>/<name>`."""
     record = {'step': int(step), **{f'{prefix}/{k}': _json_value(v) for k, v in metrics.items()}}
     self._append(record)
     self._write_scalars(step, record)
-    _show(f'step {step} ' + ' '.join(f'{k}={v}' for k, v in record.items() if k != 'step'))
+    if self._is_writer:
+      _show(f'step {step} ' + ' '.join(f'{k}={v}' for k, v in record.items() if k != 'step'))
 
   def write_status(self, step: int, status: str, **details: Any) -> None:
     """Records how the run ended (`ok`, `diverged`, ...)."""

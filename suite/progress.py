@@ -26,7 +26,12 @@ class Progress:
   """Counts units and prints one stderr line per unit start and end."""
 
   def __init__(self, plan: Sequence[Unit], estimate: Callable[[Unit], float], workdir: str,
-               stream: Any = None, tensorboard: bool = True):
+               stream: Any = None, tensorboard: bool = True, label: str = '',
+               shared: Callable[[], set[str]] | None = None, workers: int = 1,
+               started: float | None = None):
+    """One of several worker processes passes `label` (shown in its lines), `shared` (the keys
+    of the plan's units done by any process: its counts are the whole plan's), `workers` (the
+    ETA divides the remaining estimate among them) and `started` (the session's time.time())."""
     self.total = len(plan)
     self.done = 0
     self.not_ok = 0
@@ -35,7 +40,11 @@ class Progress:
     self._remaining = sum(self._estimates.values())
     self._spent_estimate = 0.0
     self._spent = 0.0
-    self._start = time.perf_counter()
+    self._label = f'{label} ' if label else ''
+    self._shared = shared
+    self._own: set[str] = set()
+    self._workers = max(1, workers)
+    self._start = time.perf_counter() - (time.time() - started if started else 0.0)
     self._unit_start = self._start
     self._writer = None
     if tensorboard:
@@ -44,14 +53,19 @@ class Progress:
 
   def _eta(self) -> float:
     ratio = self._spent / self._spent_estimate if self._spent_estimate > 0 else 1.0
-    return self._remaining * ratio
+    return self._remaining * ratio / self._workers
 
   def _line(self, text: str) -> None:
+    if self._shared is not None:
+      done = self._shared() | self._own
+      self.done = sum(key in done for key in self._estimates)
+      self._remaining = sum(v for key, v in self._estimates.items() if key not in done)
     elapsed = time.perf_counter() - self._start
-    print(f'[{self.done}/{self.total} | elapsed {_duration(elapsed)} | ETA '
+    print(f'[{self._label}{self.done}/{self.total} | elapsed {_duration(elapsed)} | ETA '
           f'{_duration(self._eta())}] {text}', file=self.stream, flush=True)
 
   def _count(self, unit: Unit) -> None:
+    self._own.add(unit.key)
     self.done += 1
     self._remaining -= self._estimates[unit.key]
 

@@ -19,6 +19,13 @@ At the end the report is written (`suite.report.write`) and its paths printed on
 JSON. Progress goes to stderr, the log to `W/logs/`, run-level TensorBoard scalars to
 `W/tensorboard/`.
 
+Multi-host (`suite.distributed`): every process runs the same command; `--distributed` and
+`--coordinator_address`/`--num_processes`/`--process_id` join them (or JAX detects the cluster).
+All processes train each unit together and take part in its checkpoints, so W must be one
+directory they all see; process 0 alone writes the journal, the log, TensorBoard files and the
+report, and prints progress and the result JSON (the others print only warnings and errors).
+`--workers` applies to one process only: on several, the units run in plan order.
+
 Exit status: 0 when every unit finished ok; else the number of units that did not (failed,
 diverged, or skipped because their init unit did not finish), at most 100 (so that it never
 reads as a signal); 1 with a one-line `error:` for bad flags or config values, before any work.
@@ -34,6 +41,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 import json  # noqa: E402
 import logging as py_logging  # noqa: E402
+import socket  # noqa: E402
 import sys  # noqa: E402
 import time
 from collections.abc import Callable, Sequence
@@ -42,7 +50,17 @@ from typing import Any
 from absl import flags, logging
 from ml_collections import config_flags
 
-from suite import configs, domains, execute, flagcheck, journal, shapes, units
+from suite import (
+  configs,
+  distributed,
+  domains,
+  execute,
+  flagcheck,
+  journal,
+  schedule,
+  shapes,
+  units,
+)
 from suite.domain import OK, ModelOptions
 from suite.progress import Progress
 
@@ -51,12 +69,15 @@ MAX_EXIT = 100
 # The command's flags (absl FlagHolders), defined by `define_flags` when the command runs, so
 # that importing this module (tests, other tools) defines none and clashes with no other
 # command's flags.
-_CONFIG = _DOMAIN = _STRATEGIES = _WORKDIR = _QUICK = _DRY_RUN = _RERUN = _PARALLEL = _WORKER = None
+_CONFIG = _DOMAIN = _STRATEGIES = _WORKDIR = _QUICK = _DRY_RUN = _RERUN = _WORKERS = None
+_SESSION = _WORKER_INDEX = None
+_MESH = None
 
 
 def define_flags() -> None:
   """Defines the command's flags (once)."""
-  global _CONFIG, _DOMAIN, _STRATEGIES, _WORKDIR, _QUICK, _DRY_RUN, _RERUN, _PARALLEL, _WORKER
+  global _CONFIG, _DOMAIN, _STRATEGIES, _WORKDIR, _QUICK, _DRY_RUN, _RERUN, _WORKERS
+  global _SESSION, _WORKER_INDEX
   if _CONFIG is not None:
     return
   _CONFIG = config_flags.DEFINE_config_file(
@@ -74,14 +95,24 @@ def define_flags() -> None:
                                'estimated time) and exit.')
   _RERUN = flags.DEFINE_bool('rerun', False, 'Run units again even when the journal has an ok '
                              'record for them (their checkpoints are started afresh).')
-  _PARALLEL = flags.DEFINE_bool(
-      'parallel_domains', True, 'With several domains: measure every shape\'s speed first, one '
-      'bench at a time with nothing else running, then train the domains in one process each, '
-      'at the same time (small models leave cores idle; compilation is single-threaded). '
-      'False: everything in this process, in plan order.')
-  _WORKER = flags.DEFINE_bool('domain_worker', False, 'Internal: this process runs one domain '
-                              'for a parent suite.run, whose bench records it keeps, and writes '
-                              'no report.')
+  _WORKERS = flags.DEFINE_integer(
+      'workers', -1, 'Worker processes that train the plan, after every shape\'s speed was '
+      'measured here, one bench at a time with nothing else running. The plan is cut into '
+      'independent chains (a shape\'s pretrain, finetune and evaluate units), which the workers '
+      'take longest first (small models leave cores idle, and compilation is single-threaded). '
+      '-1: one per CPU core on a CPU backend, else 1; 0 or 1: everything in this process, in '
+      'plan order (always so on several hosts).', lower_bound=-1)
+  _SESSION = flags.DEFINE_string('worker_session', None, 'Internal: this process is a worker '
+                                 'of a parent suite.run; the folder holding its claims.')
+  _WORKER_INDEX = flags.DEFINE_integer('worker_index', 0, 'Internal: the worker\'s number.')
+  global _MESH
+  _MESH = flags.DEFINE_string(
+      'mesh', None, 'Device mesh of every unit, axes data, fsdp and model, e.g. '
+      'data:2,fsdp:2,model:2 (axes not named are 1; one axis may be -1, the rest); the batch '
+      'is split over data x fsdp, parameters over fsdp and model. Default: the config\'s '
+      '`mesh` field, else every device on data. Journal records name it (`mesh`); it does not '
+      'enter the run_id, so an interrupted unit resumes on another mesh.')
+  distributed.define_flags()
 
 
 def resolve_argv(argv: Sequence[str]) -> list[str]:
@@ -108,7 +139,7 @@ def resolve_argv(argv: Sequence[str]) -> list[str]:
 def _check_workdir(path: str) -> None:
   try:
     os.makedirs(path, exist_ok=True)
-    probe = os.path.join(path, '.write_test')
+    probe = os.path.join(path, f'.write_test-{socket.gethostname()}-{os.getpid()}')
     with open(probe, 'w') as f:
       f.write('')
     os.remove(probe)
@@ -183,21 +214,20 @@ ESTIMATE_METHOD = ('estimated time: training steps at the steps/s measured by th
                    'bench unit in this workdir when there is one, else training FLOPs '
                    '(steps x batch x suite.costs train FLOPs/example) at the config\'s '
                    'estimate_tflops_per_s; plus a fixed 10 s per training unit, 5 s per bench '
-                   'and 2 s per scoring unit (pipelines, compilation, evaluation); with parallel '
-                   'domains, the benches one after another, then the longest domain')
+                   'and 2 s per scoring unit (pipelines, compilation, evaluation); with N workers, '
+                   'the benches one after another, then the chains of units longest first, each '
+                   'on the first worker to come free')
 
 
-def plan_seconds(plan: list[units.Unit], seconds: dict[str, float], parallel: bool) -> float:
-  """The plan's wall time from per-unit estimates: their sum, or with parallel domains the
-  benches' sum plus the longest domain's remaining units."""
-  if not parallel:
+def plan_seconds(plan: list[units.Unit], seconds: dict[str, float], workers: int = 1) -> float:
+  """The plan's wall time from per-unit estimates: their sum in one process; with several
+  workers, the benches' sum plus the schedule of the other units' chains (`suite.schedule`)."""
+  if workers <= 1:
     return sum(seconds.values())
   benches = sum(seconds[u.key] for u in plan if u.stage == units.BENCH)
-  by_domain: dict[str, float] = {}
-  for u in plan:
-    if u.stage != units.BENCH:
-      by_domain[u.domain] = by_domain.get(u.domain, 0.0) + seconds[u.key]
-  return benches + max(by_domain.values(), default=0.0)
+  work = [u for u in plan if u.stage != units.BENCH]
+  return benches + schedule.makespan([c.seconds for c in schedule.chains(work, seconds)],
+                                     workers)
 
 
 def _measured(records: list[dict], plan: list[units.Unit]) -> dict:
@@ -212,7 +242,7 @@ def _measured(records: list[dict], plan: list[units.Unit]) -> dict:
 
 
 def dry_run(plan: list[units.Unit], config: Any, records: list[dict],
-            parallel: bool = False) -> None:
+            workers: int = 1) -> None:
   done = journal.finished(records)
   rate = float(config.get('estimate_tflops_per_s', 0.02))
   measured = _measured(records, plan)
@@ -227,14 +257,16 @@ def dry_run(plan: list[units.Unit], config: Any, records: list[dict],
                   'init': u.init, 'same_as': u.same_as, 'done': u.run_id in done,
                   'checkpoint': str(u.checkpoint) if u.checkpoint else None,
                   'strategy': u.strategy, 'scale': u.scale})
-  total = plan_seconds(plan, per_unit, parallel)
+  total = plan_seconds(plan, per_unit, workers)
   print(json.dumps({'config': config.get('name'), 'units': items,
-                    'total_estimated_s': round(total, 1), 'method': ESTIMATE_METHOD}, indent=1))
+                    'total_estimated_s': round(total, 1), 'workers': workers,
+                    'method': ESTIMATE_METHOD}, indent=1))
   for item in items:
     print(f'{item["unit"]:60s} {item["params"]:>12,} params {item["train_flops"]:10.3g} FLOPs '
           f'{item["estimated_s"]:8.1f} s' + (' (copy)' if item['same_as'] else '')
           + (' (done)' if item['done'] else ''), file=sys.stderr)
-  print(f'{len(plan)} units, estimated {total / 60:.1f} min; {ESTIMATE_METHOD}', file=sys.stderr)
+  print(f'{len(plan)} units, estimated {total / 60:.1f} min with {workers} worker(s); '
+        f'{ESTIMATE_METHOD}', file=sys.stderr)
 
 
 class _ProgressOnly(py_logging.Filter):
@@ -245,11 +277,24 @@ class _ProgressOnly(py_logging.Filter):
     return record.levelno >= py_logging.WARNING or record.module == 'metrics_log'
 
 
-def _log_to_file(workdir: str) -> str:
-  """Sends the whole log to W/logs/run-<time>.log; stderr keeps progress and problems."""
+class _ProblemsOnly(py_logging.Filter):
+  """On stderr of a process other than process 0 (multi-host): warnings and errors only."""
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    return record.levelno >= py_logging.WARNING
+
+
+def _log_to_file(workdir: str) -> str | None:
+  """Sends the whole log to W/logs/run-<time>.log; stderr keeps progress and problems. On
+  several processes, process 0 does so; the others write no log file (None) and keep only
+  problems on stderr."""
+  if not distributed.is_lead():
+    logging.get_absl_handler().addFilter(_ProblemsOnly())
+    return None
   directory = os.path.join(workdir, 'logs')
   os.makedirs(directory, exist_ok=True)
-  path = os.path.join(directory, time.strftime('run-%Y%m%d-%H%M%S.log'))
+  worker = f'-w{_WORKER_INDEX.value}' if _SESSION.value else ''
+  path = os.path.join(directory, time.strftime('run-%Y%m%d-%H%M%S') + f'{worker}.log')
   handler = py_logging.FileHandler(path)
   handler.setFormatter(py_logging.Formatter('%(asctime)s %(levelname)s %(module)s] %(message)s'))
   py_logging.getLogger().addHandler(handler)
@@ -272,9 +317,11 @@ def _source(unit: units.Unit) -> str:
 
 
 def execute_plan(plan: list[units.Unit], workdir: str, options: ModelOptions, records: list,
-                 rerun: bool | Callable[[units.Unit], bool], progress: Progress) -> int:
-  """Runs the plan; returns the number of units that did not finish ok. rerun: whether units
-  with an ok record run again (a bool, or a predicate of the unit)."""
+                 rerun: bool | Callable[[units.Unit], bool], progress: Progress,
+                 mesh: Any = None) -> int:
+  """Runs the plan on `mesh` (a jax Mesh; None: every device on 'data'); returns the number
+  of units that did not finish ok. rerun: whether units with an ok record run again (a bool,
+  or a predicate of the unit)."""
   import shutil
   again = rerun if callable(rerun) else (lambda unit: rerun)
   by_key = {u.key: u for u in plan}
@@ -299,10 +346,12 @@ def execute_plan(plan: list[units.Unit], workdir: str, options: ModelOptions, re
                                     f'({why})')
     else:
       if again(unit):
-        shutil.rmtree(execute.unit_dir(workdir, unit), ignore_errors=True)
+        if distributed.is_lead():
+          shutil.rmtree(execute.unit_dir(workdir, unit), ignore_errors=True)
+        distributed.barrier(f'suite.run: {unit.key} starts afresh')
       init_dir = (execute.unit_dir(workdir, by_key[_source(init)]) if init
                   else unit.checkpoint)  # a released checkpoint (CheckpointRef) or None
-      record = execute.run(unit, workdir, options, init_dir)
+      record = execute.run(unit, workdir, options, init_dir, mesh)
     record = journal.append(workdir, record)
     status[unit.key] = record
     not_ok += record['status'] != OK
@@ -310,12 +359,12 @@ def execute_plan(plan: list[units.Unit], workdir: str, options: ModelOptions, re
   return not_ok
 
 
-def _worker_argv(domain: str) -> list[str]:
-  """This command line for a worker of one domain (the parent has measured the benches)."""
-  drop = ('--domain', '--parallel_domains', '--noparallel_domains', '--domain_worker')
+def _worker_argv(session: schedule.Session, index: int) -> list[str]:
+  """This command line for one worker of `session` (the parent has measured the benches)."""
+  drop = ('--workers', '--worker_session', '--worker_index')
   kept = [a for a in sys.argv[1:] if a.split('=', 1)[0] not in drop]
-  return [sys.executable, '-m', 'suite.run', *kept, f'--domain={domain}', '--domain_worker',
-          '--noparallel_domains']
+  return [sys.executable, '-m', 'suite.run', *kept, f'--worker_session={session.directory}',
+          f'--worker_index={index}', '--workers=1']
 
 
 def _die_with_parent() -> None:
@@ -329,18 +378,57 @@ def _die_with_parent() -> None:
     pass
 
 
-def run_domains_in_parallel(plan: list[units.Unit], workdir: str) -> None:
-  """One worker process per domain of the plan, all at once; returns when all have ended
-  (their records are in the journal, whatever their exit status)."""
+def auto_workers(plan: list[units.Unit]) -> int:
+  """--workers=-1: one per CPU core this process may use on a CPU backend (at most one per
+  chain of the plan), else 1 (processes would share one accelerator's memory)."""
+  import jax
+  if jax.default_backend() != 'cpu':
+    return 1
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+  work = [u for u in plan if u.stage != units.BENCH]
+  return max(1, min(cores or 1, len(schedule.chains(work, {}))))
+
+
+def run_workers(workdir: str, workers: int, started: float | None = None) -> None:
+  """`workers` worker processes, all at once, sharing one claims session; returns when all
+  have ended (their records are in the journal, whatever their exit status)."""
   import subprocess
-  names = sorted({u.domain for u in plan})
-  logging.info('training %s in parallel processes', ', '.join(names))
-  print(f'running {", ".join(names)} in {len(names)} parallel processes (logs in '
-        f'{os.path.join(workdir, "logs")})', file=sys.stderr, flush=True)
-  workers = [subprocess.Popen(_worker_argv(name), preexec_fn=_die_with_parent,
-                              stdout=subprocess.DEVNULL) for name in names]
-  for worker in workers:
-    worker.wait()
+  session = schedule.Session.create(os.path.join(workdir, 'sessions'),
+                                    len(journal.read(workdir)), workers, started)
+  logging.info('training in %d worker processes (claims in %s)', workers, session.directory)
+  print(f'training in {workers} worker processes (logs in {os.path.join(workdir, "logs")})',
+        file=sys.stderr, flush=True)
+  procs = [subprocess.Popen(_worker_argv(session, i + 1), preexec_fn=_die_with_parent,
+                            stdout=subprocess.DEVNULL) for i in range(workers)]
+  for proc in procs:
+    proc.wait()
+
+
+def work_chains(plan: list[units.Unit], workdir: str, options: ModelOptions,
+                rerun: Callable[[units.Unit], bool], estimate: Callable[[units.Unit], float],
+                session: schedule.Session, index: int, mesh: Any = None) -> None:
+  """A worker's loop: the plan's chains (benches aside) longest first, each run here when this
+  worker is the first to claim it."""
+  work = [u for u in plan if u.stage != units.BENCH]
+  seconds = {u.key: 0.0 if u.same_as else estimate(u) for u in work}
+  facts = session.facts()
+  key_of = {u.run_id: u.key for u in work}
+
+  def done_anywhere() -> set[str]:
+    records = journal.read(workdir)
+    before, since = records[:facts['journal_records']], records[facts['journal_records']:]
+    ids = journal.finished(before) | {r['run_id'] for r in since}
+    return {key_of[i] for i in ids if i in key_of}
+
+  progress = Progress(work, estimate, workdir, label=f'w{index}', shared=done_anywhere,
+                      workers=facts['workers'], started=facts['started'], tensorboard=False)
+  try:
+    for chain in schedule.chains(work, seconds):
+      if session.claim(chain):
+        execute_plan(list(chain.units), workdir, options, journal.read(workdir), rerun,
+                     progress, mesh)
+  finally:
+    progress.close()
 
 
 def count_not_ok(plan: list[units.Unit], workdir: str) -> int:
@@ -362,11 +450,15 @@ def _write_report(workdir: str) -> dict:
 
 def main(argv):
   del argv
+  joined = distributed.initialize_from_flags()  # before anything starts JAX's backends
+  lead = distributed.is_lead()  # process 0 writes the journal, the log and the report
   config = _CONFIG.value
   workdir = os.path.abspath(_WORKDIR.value)
   if _RERUN.value and _DRY_RUN.value:
     raise flagcheck.FlagError('--rerun and --dry_run conflict: a dry run runs nothing; drop '
                               'one of them.')
+  mesh = (flagcheck.check_mesh('mesh', _MESH.value) if _MESH.value is not None
+          else flagcheck.check_mesh('config.mesh', config.get('mesh')))
   configure_data(config)
   plan = plan_from_flags(config)
   if not _DRY_RUN.value:
@@ -376,11 +468,18 @@ def main(argv):
   except journal.JournalError as error:
     raise flagcheck.FlagError(str(error)) from None
   try:
-    options = ModelOptions(**dict(config.get('model') or {}))
+    fields = dict(config.get('model') or {})  # None: the default ('auto' for scan)
+    options = ModelOptions(**{k: v for k, v in fields.items() if v is not None})
+    options.resolved()  # an explicit choice this device cannot run fails now ('auto' per unit)
   except (TypeError, ValueError) as error:
     raise flagcheck.FlagError(f'config.model: {error}') from None
+  session = schedule.Session(_SESSION.value) if _SESSION.value else None
+  workers = 1
+  if session is None and not joined and distributed.process_count() == 1:
+    workers = _WORKERS.value if _WORKERS.value >= 0 else auto_workers(plan)
   if _DRY_RUN.value:
-    dry_run(plan, config, records, _PARALLEL.value and len({u.domain for u in plan}) > 1)
+    if lead:
+      dry_run(plan, config, records, max(1, workers))
     return 0
   started = time.perf_counter()
   log_path = _log_to_file(workdir)
@@ -388,23 +487,26 @@ def main(argv):
   logging.info('plan: %d units of config %s into %s', len(plan), config.get('name'), workdir)
   rate = float(config.get('estimate_tflops_per_s', 0.02))
   measured = _measured(records, plan)
-  progress = Progress(plan, lambda u: estimate_s(u, rate, measured), workdir)
-  parallel = _PARALLEL.value and len({u.domain for u in plan}) > 1
+  estimate = lambda u: estimate_s(u, rate, measured)  # noqa: E731
+  if session is not None:  # a worker: the parent measured the benches; rerun or not, keep them
+    work_chains(plan, workdir, options, lambda u: _RERUN.value and u.stage != units.BENCH,
+                estimate, session, _WORKER_INDEX.value, mesh)
+    return min(count_not_ok(plan, workdir), MAX_EXIT)
+  progress = Progress(plan, estimate, workdir, stream=None if lead else open(os.devnull, 'w'),
+                      tensorboard=lead)
   try:
-    if parallel:  # the speed measurements first, alone on the machine
+    if workers > 1:  # the speed measurements first, alone on the machine
       execute_plan([u for u in plan if u.stage == units.BENCH], workdir, options, records,
-                   _RERUN.value, progress)
-    elif _WORKER.value:  # the parent measured the benches: keep them, rerun or not
-      execute_plan(plan, workdir, options, records,
-                   lambda u: _RERUN.value and u.stage != units.BENCH, progress)
+                   _RERUN.value, progress, mesh)
     else:
-      execute_plan(plan, workdir, options, records, _RERUN.value, progress)
+      execute_plan(plan, workdir, options, records, _RERUN.value, progress, mesh)
   finally:
     progress.close()
-  if parallel:
-    run_domains_in_parallel(plan, workdir)
+  if workers > 1:
+    run_workers(workdir, workers, time.time() - (time.perf_counter() - started))
+  distributed.barrier('suite.run: plan done')  # process 0 has journaled every unit
   not_ok = count_not_ok(plan, workdir)
-  if _WORKER.value:
+  if not lead:
     return min(not_ok, MAX_EXIT)
   print(f'{len(plan)} units: {len(plan) - not_ok} ok, {not_ok} not ok, in '
         f'{time.perf_counter() - started:.0f} s', file=sys.stderr, flush=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 from absl import logging
+from jax.sharding import Mesh
 
 from suite import costs, devices, host_memory, optim, partition, shapes, trainer
 from suite.domain import Domain, ModelOptions, Workload
@@ -31,13 +32,16 @@ def _xla_flops(compiled) -> float | None:
 
 
 def _build(domain: Domain, shape: shapes.Shape, options: ModelOptions, optimizer_name: str,
-           microbatches: int) -> tuple[trainer.Trainer, Any]:
-  """The domain's model and optimizer preset in a Trainer on all devices, and a fresh state."""
+           microbatches: int, mesh: Mesh | None) -> tuple[trainer.Trainer, Any]:
+  """The domain's model and optimizer preset in a Trainer on `mesh` (None: every device on
+  'data'), and a fresh state, computed: an initialisation still running (jax dispatches it
+  asynchronously) would share the cores with the compile that follows and inflate compile_s in
+  proportion to the parameters (1.6x for base-nl36 against base on CPU)."""
   model = domain.build_model(shape, options)
   tx, _ = optim.make_optimizer(domain_optimizer(domain, optimizer_name))
-  runner = trainer.Trainer(model, tx, partition.make_mesh(), rules=domain.logical_axis_rules,
-                           microbatches=microbatches)
-  return runner, runner.init(seed=0)
+  runner = trainer.Trainer(model, tx, mesh if mesh is not None else partition.make_mesh(),
+                           rules=domain.logical_axis_rules, microbatches=microbatches)
+  return runner, jax.block_until_ready(runner.init(seed=0))
 
 
 def _compile(runner: trainer.Trainer, state: Any, batch: Any) -> tuple[Any, float]:
@@ -72,7 +76,7 @@ def _record(domain_name: str, label: str, shape: shapes.Shape, workload: Workloa
             options: ModelOptions,
             optimizer_name: str, batch_size: int, compile_s: float, windows: list[float],
             metrics: dict, xla_flops: float | None, loops: bool, steps: int, warmup: int,
-            repeats: int) -> dict:
+            repeats: int, mesh: Mesh) -> dict:
   """The JSON item of one measurement: the plan's fields first, then the measurement."""
   info = devices.current()
   step_s = statistics.median(windows)
@@ -86,8 +90,10 @@ def _record(domain_name: str, label: str, shape: shapes.Shape, workload: Workloa
   return {
       'name': label, 'domain': domain_name, **shape.fields(),
       'params': costs.params(shape), **workload.sizes, 'batch': batch_size,
-      'dtype': options.dtype, 'attention': options.attention, 'optimizer': optimizer_name,
-      'device': info.kind, 'devices': info.count, 'host_memory': host_memory.describe(),
+      'dtype': options.dtype, 'attention': options.attention, 'scan': options.scan,
+      'remat': options.remat, 'optimizer': optimizer_name,
+      'device': info.kind, 'devices': info.count, 'mesh': partition.mesh_text(mesh),
+      'host_memory': host_memory.describe(),
       'compile_s': round(compile_s, 3),
       'step_s': step_s, 'step_s_windows': windows, 'steps_per_s': 1.0 / step_s,
       f'{workload.unit}_per_s': workload.items_per_example * batch_size / step_s,
@@ -130,18 +136,19 @@ def _compare(domain: Domain, shape: shapes.Shape, workload: Workload, host_batch
 def measure(domain: Domain, shape: shapes.Shape, *, label: str, batch_size: int, steps: int,
             warmup: int, repeats: int, options: ModelOptions, optimizer_name: str | None = None,
             microbatches: int = 1, compare: bool = False,
-            workload: Mapping[str, int] | None = None) -> dict:
+            workload: Mapping[str, int] | None = None, mesh: Mesh | None = None) -> dict:
   """One measurement of `shape` (a Shape of `domain`), as the JSON item `suite.bench` prints.
 
   The one path behind the command and `suite.run`'s bench units. label: the item's `name`.
   optimizer_name: one of the domain's presets (None: its default). workload: sizes by the
-  domain's workload option names (missing: its defaults).
+  domain's workload option names (missing: its defaults). mesh: the devices and their layout
+  (None: every device on 'data'); the item names it as `mesh`.
   """
   workload = dict(workload or {})
   shape = domain.at_workload(shape, **workload)
   sized = domain.workload(shape, **workload)
   optimizer_name = optimizer_name or next(iter(domain.optimizers))
-  runner, state = _build(domain, shape, options, optimizer_name, microbatches)
+  runner, state = _build(domain, shape, options, optimizer_name, microbatches, mesh)
   host_batch = domain.synthetic_batch(shape, sized, batch_size, seed=0)
   batch = partition.shard_batch(host_batch, runner.mesh)
   logging.info('%s: compiling the train step (batch %d, %s, attention=%s)', label, batch_size,
@@ -153,7 +160,8 @@ def measure(domain: Domain, shape: shapes.Shape, *, label: str, batch_size: int,
   xla_flops = None if loops else _xla_flops(compiled)
   windows, metrics = _time(compiled, state, batch, steps, warmup, repeats)
   record = _record(domain.name, label, shape, sized, options, optimizer_name, batch_size,
-                   compile_s, windows, metrics, xla_flops, loops, steps, warmup, repeats)
+                   compile_s, windows, metrics, xla_flops, loops, steps, warmup, repeats,
+                   runner.mesh)
   if compare:
     _compare(domain, shape, sized, host_batch, record, steps, warmup, repeats)
   return record

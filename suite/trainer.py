@@ -26,7 +26,7 @@ loss is a mean over equal-sized microbatches).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import flax
@@ -85,7 +85,7 @@ def _tree_add(a: Any, b: Any) -> Any:
 
 
 def abstract_params(model: EvalModel, mesh: Mesh,
-                    rules: Sequence[tuple[str, str | None]] = partition.RULES) -> Any:
+                    rules: partition.Rules = partition.RULES) -> Any:
   """The model's unboxed params as ShapeDtypeStructs carrying their shardings on `mesh`."""
   key = jax.ShapeDtypeStruct((2,), jnp.uint32)
   with jax.set_mesh(mesh), nn.logical_axis_rules(tuple(rules)):
@@ -96,7 +96,7 @@ def abstract_params(model: EvalModel, mesh: Mesh,
 
 
 def eval_steps(model: EvalModel, mesh: Mesh | None = None,
-               rules: Sequence[tuple[str, str | None]] = partition.RULES) -> EvalSteps:
+               rules: partition.Rules = partition.RULES) -> EvalSteps:
   """Evaluation steps for a model without a Trainer (scoring given params): the shardings are
   those a Trainer on the same mesh and rules gives its params."""
   mesh = mesh if mesh is not None else partition.make_mesh()
@@ -108,7 +108,7 @@ class Trainer:
 
   def __init__(self, model: Model, optimizer: optax.GradientTransformation,
                mesh: Mesh | None = None,
-               rules: Sequence[tuple[str, str | None]] = partition.RULES,
+               rules: partition.Rules = partition.RULES,
                microbatches: int = 1):
     if microbatches < 1:
       raise ValueError(f'microbatches must be >= 1, got {microbatches}')
@@ -197,11 +197,11 @@ class Trainer:
   # Training.
 
   def _microbatch(self, x: jax.Array) -> jax.Array:
-    """[B, ...] -> [M, B/M, ...], strided so every data shard feeds every microbatch."""
+    """[B, ...] -> [M, B/M, ...], strided so every batch slice feeds every microbatch."""
     m = self.microbatches
     x = jnp.swapaxes(x.reshape((x.shape[0] // m, m) + x.shape[1:]), 0, 1)
     return jax.lax.with_sharding_constraint(
-        x, NamedSharding(self.mesh, PartitionSpec(None, partition.DATA)))
+        x, NamedSharding(self.mesh, PartitionSpec(None, partition.BATCH_AXES)))
 
   def _accumulate(self, grad_fn, params: Any, batch: Any, step_key: jax.Array):
     """(loss, metrics, grads) of the whole batch from its microbatches, in one `lax.scan`.

@@ -97,13 +97,29 @@ def get(name: str) -> ImageTask:
   return IMAGE_TASKS[name]
 
 
+def _check_shard(shard: tuple[int, int] | None) -> tuple[int, int]:
+  index, count = shard if shard is not None else (0, 1)
+  if count < 1 or not 0 <= index < count:
+    raise ValueError(f'shard={shard}: give (index, count) with count >= 1 and 0 <= index < '
+                     'count (the process index and the number of input shards)')
+  return index, count
+
+
 def raw_dataset(task: ImageTask, split: str, shuffle_files: bool = False,
-                seed: int | None = None) -> tf.data.Dataset:
-  """Undecorated examples {'image': uint8 [H, W, C], 'label': int64} of one split."""
+                seed: int | None = None, shard: tuple[int, int] | None = None) -> tf.data.Dataset:
+  """Undecorated examples {'image': uint8 [H, W, C], 'label': int64} of one split.
+
+  shard: (index, count): only that part of the split, disjoint from the other parts, for one
+  process of several: a contiguous slice of a TFDS split (`tfds.even_splits`), every
+  count-th example of an embedded one (its classes stay mixed).
+  """
+  index, count = _check_shard(shard)
   if task.tfds_name is None:
     images, labels = EMBEDDED_SOURCES[task.embedded](task.name, split)
+    images, labels = images[index::count], labels[index::count]
     return tf.data.Dataset.from_tensor_slices({'image': images, 'label': labels})
-  ds = tfds_load.load(task.tfds_name, split, shuffle_files=shuffle_files, seed=seed)
+  ds = tfds_load.load(task.tfds_name, split, shuffle_files=shuffle_files, seed=seed,
+                      shard=(index, count))
   return ds.map(lambda ex: {'image': ex['image'], 'label': ex['label']})
 
 
@@ -114,10 +130,12 @@ def _with_seeds(ds: tf.data.Dataset, seed: int) -> tf.data.Dataset:
 
 def train_dataset(task: ImageTask, batch_size: int, image_size: int | None = None,
                   seed: int = 0, split: str | None = None,
-                  shuffle_buffer: int = SHUFFLE_BUFFER) -> tf.data.Dataset:
-  """Endless shuffled, augmented training batches {'image': [B, S, S, 3], 'label': [B]}."""
+                  shuffle_buffer: int = SHUFFLE_BUFFER,
+                  shard: tuple[int, int] | None = None) -> tf.data.Dataset:
+  """Endless shuffled, augmented training batches {'image': [B, S, S, 3], 'label': [B]}; with
+  `shard` (index, count), of that part of the split only (`raw_dataset`)."""
   size = image_size or task.image_size
-  ds = raw_dataset(task, split or task.train_split, shuffle_files=True, seed=seed)
+  ds = raw_dataset(task, split or task.train_split, shuffle_files=True, seed=seed, shard=shard)
   ds = _with_seeds(ds.shuffle(shuffle_buffer, seed=seed).repeat(), seed)
   ds = ds.map(
     lambda ex, s: {

@@ -23,14 +23,19 @@ def how_to_prepare(tfds_name: str, data_dir: str | None, manual: str | None = No
 
 
 def load(tfds_name: str, split: str, shuffle_files: bool = False,
-         seed: int | None = None) -> tf.data.Dataset:
-  """`tfds_name` split `split` from the configured TFDS data dir; DataNotFoundError if absent."""
+         seed: int | None = None, shard: tuple[int, int] | None = None) -> tf.data.Dataset:
+  """`tfds_name` split `split` from the configured TFDS data dir; DataNotFoundError if absent.
+
+  shard: (index, count): only the index-th of `count` near-equal contiguous parts of the split
+  (`tfds.even_splits`, exact example counts), the slice one process of several reads.
+  """
   data_dir = sources.config().tfds_data_dir
   read_config = tfds.ReadConfig(shuffle_seed=seed) if seed is not None else None
+  part = tfds.even_splits(split, n=shard[1])[shard[0]] if shard and shard[1] > 1 else split
   builder = None
   try:
     builder = tfds.builder(tfds_name, data_dir=data_dir)
-    return builder.as_dataset(split=split, shuffle_files=shuffle_files, read_config=read_config)
+    return builder.as_dataset(split=part, shuffle_files=shuffle_files, read_config=read_config)
   except (AssertionError, FileNotFoundError, tfds.core.registered.DatasetNotFoundError) as e:
     where = data_dir or '~/tensorflow_datasets (the TFDS default)'
     manual = getattr(builder, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None)

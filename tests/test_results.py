@@ -94,7 +94,7 @@ def test_every_file_has_its_command_in_the_readme():
       f'no command in results/README.md for {sorted(present - rows)}; '
       f'listed but missing: {sorted(rows - present)}')
   known = {'suite.plan', 'suite.bench', 'text.pretraining_check', 'tasks.embedded.proxy_check',
-           'vision.shape_check', 'vision.glyphs_calibration', 'suite.run'}
+           'vision.shape_check', 'vision.glyphs_calibration', 'suite.run', 'suite.gpu_check'}
   assert {c.split()[2] for c in COMMANDS.values()} <= known, 'a command no test here checks'
 
 
@@ -214,6 +214,29 @@ def test_bench_file_has_the_current_structure(name, tiny_bench):
     loops = {c for c in method if c.startswith('no XLA FLOP')}
     assert method - loops == normalized_method(tiny['method']), name
     assert bool(loops) == ('scan' in flags or int(flags.get('microbatches', 1)) > 1), name
+
+
+# ---------------------------------------------------------------- suite.gpu_check
+
+
+@pytest.mark.parametrize('name', files_of('suite.gpu_check'))
+def test_gpu_check_file_has_the_current_structure(name, tiny_bench):
+  """The lines the current code writes (a run takes a GPU: not rerun here): the environment,
+  the attention parity check, then one measurement per case asked for (retries after a
+  failure included), each measured one with every field of the current bench item."""
+  from suite import attention_parity, gpu_check
+  lines = [json.loads(line) for line in (RESULTS / name).read_text().splitlines()]
+  assert [line['kind'] for line in lines[:2]] == ['environment', 'attention_parity'], name
+  assert set(lines[1].get('cases', attention_parity.CASES)) == set(attention_parity.CASES)
+  measured = lines[2:]
+  asked = flag_values(COMMANDS[name]).get('cases', ','.join(c.name for c in gpu_check.CASES))
+  assert [line['case'] for line in measured if 'retry_of' not in line] == asked.split(','), name
+  for line in measured:
+    assert line['kind'] == 'measurement' and line['scan'] is True, name
+    if line['status'] == 'ok':
+      keys = {k for k in tiny_bench(line['domain'])
+              if not k.startswith(('reference', 'speedup_vs_reference'))}
+      assert keys <= set(line), (name, line['case'], sorted(keys - set(line)))
 
 
 # ---------------------------------------------------------------- vision.shape_check

@@ -4,7 +4,8 @@
 - workload: `input_length` encoder tokens and `target_length` decoder tokens per example
   (T5 pre-training's 512 and 114 by default); throughput counts tokens (both);
 - optimizers: `adafactor` (T5 pre-training's, the default) and `adamw` (constant 1e-4);
-- logical axis rules: `suite.partition.RULES`;
+- logical axis rules: `LOGICAL_AXIS_RULES` (the network's names: batch, length, embed, mlp,
+  heads, kv, vocab, relpos_buckets, layers);
 - stages: `pretrain` (span corruption, `text.train.pretrain`), `finetune`
   (`text.train.finetune`: training, then greedy decoding scored with the task's metrics) and
   `evaluate` (given params: decoded task metrics, or teacher-forced ones for tasks without
@@ -41,6 +42,22 @@ from text import t5
 from text.model import T5Model
 
 PRETRAIN, FINETUNE, EVALUATE = 'pretrain', 'finetune', 'evaluate'
+# Logical axis -> mesh axes, first match wins (flax skips a rule whose mesh axis an earlier
+# dimension of the same array took). Activations ('batch', 'length', 'embed') take fsdp for
+# the batch first, so their `embed` stays whole; parameters, which have no batch dimension,
+# shard `embed` over fsdp (ZeRO-3, as t5x does) and the wide dimensions over model.
+LOGICAL_AXIS_RULES: partition.Rules = (
+    ('batch', partition.BATCH_AXES),
+    ('vocab', partition.MODEL),
+    ('mlp', partition.MODEL),
+    ('heads', partition.MODEL),
+    ('joined_kv', partition.MODEL),
+    ('embed', partition.FSDP),
+    ('kv', None),
+    ('length', None),
+    ('relpos_buckets', None),
+    ('layers', None),
+)
 PREDICTIONS_DIR = 'predictions'
 WORKLOAD_OPTIONS = (
     WorkloadOption('input_length', costs.DEFAULT_INPUT_LENGTH,
@@ -102,7 +119,7 @@ def _init_params(config: StageConfig, options: ModelOptions) -> Any:
   """config.init_params, with a released checkpoint (`CheckpointRef`) loaded as params."""
   if isinstance(config.init_params, CheckpointRef):
     from text import released
-    return released.params(config.init_params, scan_layers=options.scan)
+    return released.params(config.init_params, scan_layers=options.resolved().scan)
   return config.init_params
 
 
@@ -206,13 +223,14 @@ class TextDomain:
   name = shapes.TEXT
   workload_options = WORKLOAD_OPTIONS
   optimizers: Mapping[str, Any] = {'adafactor': optim.t5_pretrain, 'adamw': adamw_constant}
-  logical_axis_rules = partition.RULES
+  logical_axis_rules = LOGICAL_AXIS_RULES
   stages: Mapping[str, Any] = {PRETRAIN: pretrain, FINETUNE: finetune, EVALUATE: evaluate}
 
   def build_model(self, shape: Shape, options: ModelOptions) -> T5Model:
     if shape.domain != self.name:
       raise ValueError(f'a {shape.domain} shape cannot build a text model; parse the name with '
                        "domain='text' (a T5 name such as 'small-nl16').")
+    options = options.resolved(shape)  # 'auto' dtype, attention and scan for this device
     return t5.build(shape, getattr(jnp, options.dtype), dropout_rate=options.dropout_rate,
                     attention_impl=options.attention, remat_policy=options.remat,
                     scan_layers=options.scan)

@@ -25,8 +25,9 @@ import jax
 import numpy as np
 import seqio
 
-from suite import trainer
+from suite import distributed, trainer
 from suite.evaluation import EvalSteps, pad_batch, process_rows
+from text.domain import LOGICAL_AXIS_RULES
 from text.model import T5Model, finalize_metrics
 from text.network import T5Network
 
@@ -107,7 +108,7 @@ def upstream_metrics(model: T5Model, params: Any, task: str | seqio.Task | seqio
   eval_steps: the core's evaluation steps to run on (a Trainer's `eval_steps`, bound to its
   mesh and parameter shardings); None: new ones for `model` on all devices.
   """
-  steps = eval_steps or trainer.eval_steps(model)
+  steps = eval_steps or trainer.eval_steps(model, rules=LOGICAL_AXIS_RULES)
   totals = steps.sums(params, eval_batches(task, lengths, batch_size, split, max_examples)())
   if not totals:
     raise ValueError(f'{resolve(task).name}/{split} has no examples to evaluate')
@@ -147,7 +148,7 @@ def predict(model: T5Model, params: Any, examples: Sequence[Mapping[str, Any]],
   Batches of `batch_size` rows (the last padded with zero rows) go through the core's predict
   (`eval_steps`, or new ones for `model` on all local devices), in one process.
   """
-  steps = eval_steps or trainer.eval_steps(model)
+  steps = eval_steps or trainer.eval_steps(model, rules=LOGICAL_AXIS_RULES)
   params = steps.place(params)
   eos = vocabulary.eos_id
   inputs = [np.asarray(ex['inputs'], np.int32) for ex in examples]
@@ -236,7 +237,7 @@ class DecodeEvaluator:
       predictions = predict(steps.model, params, examples, vocabulary,
                             batch_size=self.batch_size, input_length=self.input_length,
                             max_decode_len=decode_len, eval_steps=steps)
-      if self.predictions_dir is not None:
+      if self.predictions_dir is not None and distributed.is_lead():  # one writer of many
         write_predictions(os.path.join(self.predictions_dir, f'{sub.name}.{self.split}.jsonl'),
                           examples, predictions)
       metrics = score(sub, examples, predictions)
@@ -261,4 +262,5 @@ def evaluate_task(model: T5Model | T5Network, params: Any,
   evaluator = DecodeEvaluator(task, split=split, batch_size=batch_size,
                               input_length=input_length, max_decode_len=max_decode_len,
                               max_examples=max_examples, predictions_dir=predictions_dir)
-  return evaluator.evaluate(eval_steps or trainer.eval_steps(model), params)
+  steps = eval_steps or trainer.eval_steps(model, rules=LOGICAL_AXIS_RULES)
+  return evaluator.evaluate(steps, params)

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from suite.attention import fused_attention
 from suite.network_options import REMAT_POLICIES
 from suite.network_options import check as check_options
 from suite.shapes import TEXT, Shape, ShapeError
@@ -118,12 +119,9 @@ class Attention(nn.Module):
     if use_dropout:  # cuDNN's kernel does not drop attention weights here: ours does
       out = self._explicit_attention(q, k, v, bias, mask, is_causal, dropout=True)
     elif self.attention_impl == 'cudnn' and not self.decode:
-      # cuDNN takes padding as lengths (right-padded keys, as seqio pads) so that the bias
-      # stays [1, heads, q, k] instead of being broadcast over the batch.
-      lengths = None if kv_valid is None else jnp.sum(kv_valid, axis=-1, dtype=jnp.int32)
-      bias = None if bias is None else bias.astype(q.dtype)
-      out = jax.nn.dot_product_attention(q, k, v, bias=bias, scale=1.0, is_causal=is_causal,
-                                         key_value_seq_lengths=lengths, implementation='cudnn')
+      # padding as key lengths, so that the bias stays [1, heads, q, k] (suite.attention)
+      out = fused_attention(q, k, v, scale=1.0, bias=bias, kv_valid=kv_valid,
+                            is_causal=is_causal)
     else:
       out = self._explicit_attention(q, k, v, bias, mask, is_causal)
     out = nn.with_logical_constraint(out, axes)
@@ -409,8 +407,9 @@ class T5Network(nn.Module):
 
   Logits are [batch, target_len, vocab] in `dtype`. `attention_impl`: None or 'xla' compute
   attention with our own XLA ops (`Attention._explicit_attention`); 'cudnn' calls
-  jax.nn.dot_product_attention's cuDNN kernel (NVIDIA GPUs; training without attention
-  dropout).
+  jax.nn.dot_product_attention's cuDNN kernel through `suite.attention.fused_attention`, with
+  the relative position bias and padding as key lengths (NVIDIA GPUs, bfloat16; attention
+  dropout and cached decoding run our own ops).
   """
   shape: Shape
   dtype: Dtype = jnp.float32

@@ -22,18 +22,17 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import seqio
 from jax.sharding import Mesh
 
-from suite import costs, loop
+from suite import costs, distributed, loop
 from suite.domain import TrainResult
 from suite.optim import OptimizerConfig, t5_finetune, t5_pretrain
 from suite.shapes import Shape
 from tasks import span_corruption
 from text import evaluation, t5
-from text.domain import FINETUNE, PREDICTIONS_DIR, PRETRAIN, Lengths
+from text.domain import FINETUNE, LOGICAL_AXIS_RULES, PREDICTIONS_DIR, PRETRAIN, Lengths
 from text.model import T5Model, finalize_metrics
 
 PRETRAIN_TASK = 'embedded_pretrain_v1'
@@ -66,31 +65,25 @@ def _model(model_or_shape: T5Model | Shape, dtype: Any, dropout_rate: float) -> 
   return t5.build(model_or_shape, dtype, dropout_rate=dropout_rate)
 
 
-def _per_process(batch_size: int) -> int:
-  processes = jax.process_count()
-  if batch_size < 1 or batch_size % processes:
-    raise ValueError(f'batch_size={batch_size} must be a positive multiple of the number of '
-                     f'processes ({processes})')
-  return batch_size // processes
-
-
 def train_batches(task: str, lengths: Lengths, batch_size: int, seed: int,
-                  split: str = 'train') -> Callable[[int], Iterator[dict]]:
+                  split: str = 'train',
+                  mesh: Mesh | None = None) -> Callable[[int], Iterator[dict]]:
   """`factory(batches_consumed)`: the shuffled, repeated stream of `split`, from that batch on.
 
   The stream depends only on (task, lengths, batch_size, seed, process), so skipping the
-  consumed batches resumes it exactly. Each process reads its own shard of the data.
+  consumed batches resumes it exactly. On several processes each reads its own shard of the
+  data (seqio's ShardInfo, `suite.distributed.input_shard` on `mesh`) in batches of its rows
+  of the global `batch_size`.
   """
-  per_process = _per_process(batch_size)
-  shard = seqio.ShardInfo(jax.process_index(), jax.process_count())
+  shard = distributed.input_shard(batch_size, mesh)
+  shard_info = seqio.ShardInfo(shard.index, shard.count) if shard.count > 1 else None
   task_lengths = {'inputs': lengths.input_length, 'targets': lengths.target_length}
 
   def factory(start: int) -> Iterator[dict]:
     evaluation.tf_cpu_only()
     ds = seqio.get_dataset(task, task_lengths, seqio.EncDecFeatureConverter(pack=False),
                            dataset_split=split, shuffle=True, num_epochs=None, seed=seed,
-                           shard_info=shard if shard.num_shards > 1 else None,
-                           batch_size=per_process, verbose=False)
+                           shard_info=shard_info, batch_size=shard.batch_size, verbose=False)
     return ds.skip(start).prefetch(2).as_numpy_iterator()
 
   return factory
@@ -106,9 +99,9 @@ def _fit(model: T5Model, task: str, lengths: Lengths, optimizer: OptimizerConfig
   task_lengths = {'inputs': lengths.input_length, 'targets': lengths.target_length}
   eval_data = evaluation.eval_batches(task, task_lengths, eval_batch_size or batch_size,
                                       split=eval_split, max_examples=max_eval_examples)
-  return loop.fit(model, optimizer, train_batches(task, lengths, batch_size, seed), config,
-                  workdir, eval_data=eval_data, summarize_eval=finalize_metrics,
-                  init_params=init_params, mesh=mesh)
+  return loop.fit(model, optimizer, train_batches(task, lengths, batch_size, seed, mesh=mesh),
+                  config, workdir, eval_data=eval_data, summarize_eval=finalize_metrics,
+                  init_params=init_params, mesh=mesh, rules=LOGICAL_AXIS_RULES)
 
 
 def pretrain(model_or_shape: T5Model | Shape, task: str = PRETRAIN_TASK, *, steps: int,

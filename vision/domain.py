@@ -7,8 +7,8 @@
 - optimizers: `adamw` (the default: constant 1e-3, weight decay 1e-4, as the reference
   comparison trains), `big_vision_adafactor` (big_vision's large-ViT recipe) and `sgd`
   (big_vision's transfer recipe);
-- logical axis rules: `suite.partition.RULES` (the network's names: batch, length, embed, mlp,
-  heads, kv, classes);
+- logical axis rules: `LOGICAL_AXIS_RULES` (the network's names: batch, length, embed, mlp,
+  heads, kv, classes, layers);
 - stages (`vision.train`): `upstream` (supervised training), `evaluate` (top-1 of given params),
   `fewshot` (linear probes on frozen features, big_vision's protocol) and `finetune` (a new
   head for the task's classes on the upstream body). upstream and evaluate size the head to
@@ -39,6 +39,20 @@ from vision import vit
 from vision.model import ViTModel
 
 UPSTREAM, EVALUATE, FEWSHOT, FINETUNE = 'upstream', 'evaluate', 'fewshot', 'finetune'
+# Logical axis -> mesh axes, first match wins (flax skips a rule whose mesh axis an earlier
+# dimension of the same array took). Activations ('batch', 'length', 'embed') take fsdp for
+# the batch first, so their `embed` stays whole; parameters, which have no batch dimension,
+# shard `embed` over fsdp (ZeRO-3, as big_vision's fsdp does) and the wide ones over model.
+LOGICAL_AXIS_RULES: partition.Rules = (
+    ('batch', partition.BATCH_AXES),
+    ('mlp', partition.MODEL),
+    ('heads', partition.MODEL),
+    ('embed', partition.FSDP),
+    ('classes', None),
+    ('kv', None),
+    ('length', None),
+    ('layers', None),
+)
 DEFAULT_IMAGE_SIZE = 224  # the named shapes' (big_vision's ImageNet) resolution
 WORKLOAD_OPTIONS = (
     WorkloadOption('image_size', DEFAULT_IMAGE_SIZE,
@@ -218,7 +232,7 @@ class VisionDomain:
   optimizers: Mapping[str, Any] = {'adamw': adamw_constant,
                                    'big_vision_adafactor': big_vision_adafactor,
                                    'sgd': sgd_transfer}
-  logical_axis_rules = partition.RULES
+  logical_axis_rules = LOGICAL_AXIS_RULES
   stages: Mapping[str, Any] = {UPSTREAM: upstream, EVALUATE: evaluate, FEWSHOT: fewshot,
                                FINETUNE: finetune}
 
@@ -226,6 +240,7 @@ class VisionDomain:
     if shape.domain != self.name:
       raise ValueError(f'a {shape.domain} shape cannot build a vision model; parse the name '
                        "with domain='vision' (a ViT name such as 'S/16').")
+    options = options.resolved(shape)  # 'auto' dtype, attention and scan for this device
     return vit.build(shape, getattr(jnp, options.dtype), dropout_rate=options.dropout_rate,
                      attention_impl=options.attention, remat_policy=options.remat,
                      scan_layers=options.scan)

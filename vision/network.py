@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from suite.attention import fused_attention
 from suite.network_options import REMAT_POLICIES
 from suite.network_options import check as check_options
 from suite.shapes import VISION, Shape, ShapeError
@@ -116,7 +117,7 @@ class Attention(nn.Module):
     v = project('value', inputs_kv)
     scale = d_kv ** -0.5
     if self.attention_impl == 'cudnn':
-      out = jax.nn.dot_product_attention(q, k, v, scale=scale, implementation='cudnn')
+      out = fused_attention(q, k, v, scale=scale)
     else:
       out = self._explicit_attention(q * jnp.asarray(scale, q.dtype), k, v)
     out = nn.with_logical_constraint(out, axes)
@@ -211,7 +212,8 @@ class ViTNetwork(nn.Module):
   head is then not evaluated. `enable_dropout=True` (needs a 'dropout' rng) turns on dropout
   after the position embedding, inside the MLPs and on both residual branches.
   `attention_impl`: None or 'xla' compute attention with our own XLA ops; 'cudnn' calls
-  jax.nn.dot_product_attention's cuDNN kernel (NVIDIA GPUs, bfloat16 or float16).
+  jax.nn.dot_product_attention's cuDNN kernel through `suite.attention.fused_attention`
+  (NVIDIA GPUs, bfloat16 or float16; the MAP head's one-query attention runs our own ops).
   """
   shape: Shape
   dtype: Dtype = jnp.float32

@@ -33,13 +33,14 @@ import numpy as np
 import tensorflow as tf
 from jax.sharding import Mesh
 
+from suite import distributed, loop, trainer
 from suite import evaluation as core_eval
-from suite import loop, trainer
 from suite.domain import TrainResult
 from suite.optim import OptimizerConfig, vit_adamw, vit_finetune_sgd
 from suite.shapes import VISION, Shape, ShapeError
 from tasks import image_preprocess, images
 from vision import vit
+from vision.domain import LOGICAL_AXIS_RULES
 from vision.model import ViTModel, cross_entropy, summarize_example_sums
 
 UPSTREAM, EVALUATE, FEWSHOT, FINETUNE = 'upstream', 'evaluate', 'fewshot', 'finetune'
@@ -89,17 +90,20 @@ def _per_process(batch_size: int) -> int:
 
 
 def train_batches(task: str, batch_size: int, image_size: int, seed: int,
-                  split: str | None = None) -> Callable[[int], Iterator[dict]]:
+                  split: str | None = None,
+                  mesh: Mesh | None = None) -> Callable[[int], Iterator[dict]]:
   """`factory(batches_consumed)`: the seeded, shuffled, repeated (augmented) stream from that
   batch on. It depends only on (task, batch_size, image_size, seed, process), so skipping the
-  consumed batches resumes it exactly; each process reads the stream seeded by its index."""
+  consumed batches resumes it exactly. On several processes each reads its own part of the
+  split (`suite.distributed.input_shard` on `mesh`), seeded by its index, in batches of its
+  rows of the global `batch_size`."""
   image_task = get_task(task)
-  per_process = _per_process(batch_size)
-  process_seed = seed * 1_000 + jax.process_index()
+  shard = distributed.input_shard(batch_size, mesh)
+  process_seed = seed * 1_000 + shard.index
 
   def factory(start: int) -> Iterator[dict]:
-    ds = images.train_dataset(image_task, per_process, image_size, seed=process_seed,
-                              split=split)
+    ds = images.train_dataset(image_task, shard.batch_size, image_size, seed=process_seed,
+                              split=split, shard=(shard.index, shard.count))
     return ds.skip(start).as_numpy_iterator()
 
   return factory
@@ -245,9 +249,11 @@ def _fit(model: ViTModel | Mixup, task: str, optimizer: OptimizerConfig, *, step
   config = loop.LoopConfig(num_steps=steps, seed=seed, **loop_options)
   eval_data = eval_batches(task, eval_batch_size or batch_size, shape.image_size,
                            max_examples=max_eval_examples)
-  return loop.fit(model, optimizer, train_batches(task, batch_size, shape.image_size, seed),
-                  config, workdir, eval_data=eval_data, summarize_eval=summarize_example_sums,
-                  evaluators=evaluators, init_params=init_params, mesh=mesh)
+  return loop.fit(model, optimizer,
+                  train_batches(task, batch_size, shape.image_size, seed, mesh=mesh), config,
+                  workdir, eval_data=eval_data, summarize_eval=summarize_example_sums,
+                  evaluators=evaluators, init_params=init_params, mesh=mesh,
+                  rules=LOGICAL_AXIS_RULES)
 
 
 def _training_model(model_or_shape, dtype, dropout_rate, label_smoothing, mixup_alpha):
@@ -283,7 +289,7 @@ def upstream(model_or_shape: ViTModel | Shape, task: str, *, steps: int, batch_s
 
 def _eval_steps(model: ViTModel, mesh: Mesh | None,
                 steps: core_eval.EvalSteps | None) -> core_eval.EvalSteps:
-  return steps if steps is not None else trainer.eval_steps(model, mesh)
+  return steps if steps is not None else trainer.eval_steps(model, mesh, LOGICAL_AXIS_RULES)
 
 
 def evaluate(model_or_shape: ViTModel | Shape, params: Any, task: str, *,
@@ -372,7 +378,8 @@ def finetune(model_or_shape: ViTModel | Shape, task: str, *, upstream: Any, step
                        "task's class count) so that its checkpoint's head can be read")
     up_model = ViTModel(dataclasses.replace(base.network,
                                             shape=shape.replace(num_classes=upstream_num_classes)))
-    upstream = loop.pretrained_params(upstream, trainer.eval_steps(up_model, mesh))
+    upstream = loop.pretrained_params(
+        upstream, trainer.eval_steps(up_model, mesh, LOGICAL_AXIS_RULES))
   init_params = transfer_params(upstream, model, seed)
   optimizer = optimizer or vit_finetune_sgd(0.01, total_steps=steps,
                                             warmup_steps=max(1, steps // 10))

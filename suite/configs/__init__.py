@@ -24,13 +24,18 @@ What a config holds (data only; suite/run.py reads it and knows no domain):
     itself (`Domain.checkpoint_shape`); a step with `init='checkpoint'` starts from them.
 - optional `vocab`, `data_dir`, `tfds_data_dir`: where the tasks read their vocabulary and
   data (`suite.run.configure_data`).
+- `model`: `suite.domain.ModelOptions` fields (dtype, attention, scan, remat, dropout_rate);
+  `model(...)` below lists them all, so that each is overridable on the command line
+  (`--config.model.remat=dots`, `--config.model.scan=false`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import pkgutil
+from typing import Any
 
 DIRECTORY = os.path.dirname(os.path.abspath(__file__))
 DEFAULT = 'embedded'
@@ -48,3 +53,21 @@ def path(name: str) -> str:
     raise ValueError(f'unknown config {name!r}; closest: {", ".join(close)}. Shipped configs: '
                      f'{", ".join(names())}; or give the path of a .py file with get_config().')
   return os.path.join(DIRECTORY, f'{name}.py')
+
+
+def model(**fields: Any) -> dict[str, Any]:
+  """A config's `model` field: every `suite.domain.ModelOptions` field, at its default unless
+  given in `fields`, so that each can be overridden on the command line. `scan` unset (None,
+  which suite.run reads as 'auto': on for accelerators, off on CPU) still takes
+  `--config.model.scan=true|false`. Unknown names raise ValueError listing the valid ones."""
+  from ml_collections import config_dict
+
+  from suite.domain import AUTO, ModelOptions
+  values = {f.name: f.default for f in dataclasses.fields(ModelOptions)}
+  unknown = sorted(set(fields) - set(values))
+  if unknown:
+    raise ValueError(f'model fields {unknown}: valid are {", ".join(values)}.')
+  values.update(fields)
+  if values['scan'] == AUTO:
+    values['scan'] = config_dict.placeholder(bool)
+  return values

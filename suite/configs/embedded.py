@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from suite import configs
+
 TEXT_SHAPE = dict(num_encoder_layers=2, num_decoder_layers=2, d_model=64, d_ff=256, num_heads=2,
                   d_kv=32)
 VISION_SHAPE = dict(image_size=32, patch_size=4, num_encoder_layers=2, d_model=64, d_ff=256,
@@ -49,15 +51,20 @@ TASK_SIZES = dict(input_length=72, target_length=12)
 
 
 def _text(quick: bool) -> dict:
-  pretrain_steps, finetune_steps, checkpoints = (20, 20, 1) if quick else (200, 120, 2)
-  eval_examples = 32 if quick else 100
+  # 400 finetuning steps: at 120, every task but SQuAD stayed at chance or below (pretrained or
+  # not); at 400 all four are learned (MC ~45, SQuAD ~70, SST ~70 on 500 validation examples).
+  # (At 300 steps scratch still matched pretrained on average over the canonical shapes.)
+  # Scored: 100 examples per task and checkpoint, the first 100 of the validation split; the
+  # finetuning's own teacher-forced evaluation (not scored) reads 50 per task.
+  pretrain_steps, finetune_steps, checkpoints = (20, 20, 1) if quick else (200, 400, 2)
+  eval_examples, eval_batch = (32, 32) if quick else (100, 100)
   tasks = TEXT_TASKS[-1:] if quick else TEXT_TASKS
   finetune = dict(stage='finetune', task='embedded', steps=finetune_steps, batch_size=32,
-                  eval_batch_size=50, max_eval_examples=eval_examples, workload=TASK_SIZES,
+                  eval_batch_size=50, max_eval_examples=50, workload=TASK_SIZES,
                   optimizer='adafactor', optimizer_overrides=dict(
                       schedule='constant', learning_rate=1e-2, warmup_steps=0),
                   checkpoints=checkpoints, options=dict(decode=False), loop=LOOP)
-  evaluate = dict(stage='evaluate', tasks=tasks, eval_batch_size=50, workload=TASK_SIZES,
+  evaluate = dict(stage='evaluate', tasks=tasks, eval_batch_size=eval_batch, workload=TASK_SIZES,
                   max_eval_examples=eval_examples, score='checkpoints',
                   options=dict(max_decode_len=TASK_SIZES['target_length']))
   return dict(
@@ -90,7 +97,7 @@ def _text(quick: bool) -> dict:
 
 
 def _vision(quick: bool) -> dict:
-  upstream_steps, transfer_steps = (20, 10) if quick else (150, 30)
+  upstream_steps, transfer_steps = (20, 10) if quick else (100, 20)
   eval_images = 300 if quick else 1200
   shots = (1, 5) if quick else (1, 5, 10, 25)
   k = 10 if 10 in shots else shots[-1]
@@ -145,7 +152,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'deep_narrow', 'width_first', 'uniform')
   config.scales = (2.0,) if quick else (0.5, 1.0, 2.0)
   config.budget_kind = 'params'
-  config.model = dict(dtype='float32')
+  config.model = configs.model(dtype='float32')
   # For --dry_run before any speed is measured: training FLOPs per second of the training units
   # of results/embedded's run (2-core CPU, domains in parallel), net of the fixed 10 s each.
   config.estimate_tflops_per_s = 0.04

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from suite import configs
+
 FEWSHOT_TASKS = 'cifar100,oxford_iiit_pet,oxford_flowers102,dtd'
 
 
@@ -29,7 +31,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.strategies = ('deep_narrow', 'width_first', 'uniform')
   config.scales = (0.5, 1.0, 2.0)
   config.budget_kind = 'params'
-  config.model = dict(dtype='bfloat16')
+  config.model = configs.model(dtype='bfloat16')
   config.estimate_tflops_per_s = 400.0
   vision = dict(
       base='S/16', base_overrides={}, size_to_task='imagenet2012',

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from suite import configs
 from tasks.benchmark import specs
 
 PRETRAIN_STEPS = 2 ** 19
@@ -40,7 +41,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.strategies = ('deep_narrow',)
   config.scales = SCALES
   config.budget_kind = 'params'
-  config.model = dict(dtype='bfloat16')
+  config.model = configs.model(dtype='bfloat16')
   config.estimate_tflops_per_s = 400.0
   tasks = tuple(specs.EVAL_TASKS)
   finetune = dict(stage='finetune', task='glue_super_glue_squad', steps=finetune_steps,

@@ -37,6 +37,7 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
+from suite import configs
 from suite.configs import paper
 from tasks.benchmark import specs
 
@@ -63,7 +64,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.strategies = ()  # the shapes are the checkpoints'
   config.scales = (1.0,)
   config.budget_kind = 'params'
-  config.model = dict(dtype='bfloat16')
+  config.model = configs.model(dtype='bfloat16')
   config.estimate_tflops_per_s = 400.0
   bench = (dict(batch_size=8, steps=3, warmup=1, repeats=1) if quick else
            dict(batch_size=128, steps=20, warmup=3, repeats=3))

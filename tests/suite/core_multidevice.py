@@ -1,4 +1,4 @@
-"""Run as a script on a 4-device CPU platform: the same training on 1x1, 4x1 and 2x2 meshes.
+"""Run as a script on a 4-device CPU platform: the same training on meshes of 1 and 4 devices.
 
 Prints one JSON object: per-mesh losses, final params digest, and how params and batches were
 actually laid out. tests/suite/test_partition.py launches it with
@@ -50,21 +50,26 @@ def main():
   devices = jax.devices()
   assert len(devices) == 4, devices
   out = {
-      '1x1': train(partition.make_mesh(1, devices[:1])),
-      '4x1': train(partition.make_mesh(1)),
-      '2x2': train(partition.make_mesh(2)),
-      '2x2_micro2': train(partition.make_mesh(2), microbatches=2),
+      '1': train(partition.make_mesh(devices=devices[:1])),
+      'data:4': train(partition.make_mesh('data:4')),
+      'data:2,model:2': train(partition.make_mesh('data:2,model:2')),
+      'fsdp:2,model:2': train(partition.make_mesh('fsdp:2,model:2')),
+      'data:2,model:2_micro2': train(partition.make_mesh('data:2,model:2'), microbatches=2),
+      'data:2,fsdp:2_micro2': train(partition.make_mesh('data:2,fsdp:2'), microbatches=2),
   }
-  mesh = partition.make_mesh(2)
+  mesh = partition.make_mesh('data:2,model:2')
   batch = partition.shard_batch({'x': np.zeros((8, 3), np.float32)}, mesh)['x']
   out['batch_shard_shape'] = list(batch.addressable_shards[0].data.shape)
+  batch = partition.shard_batch({'x': np.zeros((8, 3), np.float32)},
+                                partition.make_mesh('data:2,fsdp:2'))['x']
+  out['batch_shard_shape_fsdp'] = list(batch.addressable_shards[0].data.shape)
   # 6 is not divisible by the 4-way model axis: that dimension is replicated.
   import flax.linen as nn
   boxed = {'w': nn.LogicallyPartitioned(jax.ShapeDtypeStruct((6, 8), jnp.float32),
                                         ('heads', 'embed')),
            'v': nn.LogicallyPartitioned(jax.ShapeDtypeStruct((8, 4), jnp.float32),
                                         ('embed', 'mlp'))}
-  specs = partition.logical_shardings(boxed, partition.make_mesh(4))
+  specs = partition.logical_shardings(boxed, partition.make_mesh('model:4'))
   out['fallback_specs'] = {k: [str(a) for a in s.spec] for k, s in specs.items()}
   print(json.dumps(out))
 

@@ -1,9 +1,9 @@
 """Run as a script on a 4-device CPU platform: the domains' eval sums and predict on 4 devices.
 
-`python tests/suite/domain_multidevice.py DOMAIN PARAMS.pkl` prints one JSON object: on a 4x1
-mesh, the weighted sums over the domain's tiny case's eval set in batches of 4 with a ragged
-last one (each padded to a multiple of the 4 data shards), and the predictions of 5 rows, with
-the params of the pickle file (host arrays).
+`python tests/suite/domain_multidevice.py DOMAIN PARAMS.pkl` prints one JSON object: on the
+mesh data:4, the weighted sums over the domain's tiny case's eval set in batches of 4 with a
+ragged last one (each padded to a multiple of the 4 data shards), and the predictions of 5
+rows, with the params of the pickle file (host arrays).
 tests/suite/test_domain_contract.py launches it with
 XLA_FLAGS=--xla_force_host_platform_device_count=4 and compares them with one device's.
 """
@@ -30,7 +30,7 @@ def main():
   data = domain_cases.eval_set(domain, shape, workload)
   with open(params_file, 'rb') as f:
     params = pickle.load(f)
-  steps = trainer.eval_steps(model, partition.make_mesh(1), domain.logical_axis_rules)
+  steps = trainer.eval_steps(model, partition.make_mesh(), domain.logical_axis_rules)
   predictions = steps.predict(params, domain_cases.split(data, 5)[0])  # 5 rows, padded to 8
   print(json.dumps({
       'sums': steps.sums(params, domain_cases.split(data, domain_cases.EVAL_BATCH)),

@@ -32,6 +32,7 @@ def test_record_carries_the_plan_and_the_measurement(record):
       record['train_flops_per_example'] * 8 / record['step_s'] / 1e12)
   assert record['mfu'] is None and record['peak_tflops'] is None  # CPUs have no dense peak
   assert record['compile_s'] > 0
+  assert record['mesh'] == 'data:1,fsdp:1,model:1'  # every device (here one) on data
 
 
 def test_method_states_the_measurement_and_why_there_is_no_mfu(record):
@@ -105,8 +106,12 @@ def test_bad_flag_values_are_one_line_errors(args, expected):
 @pytest.mark.parametrize('args, expected', [
     (['--shapes=tinyy'], 'closest names: tiny'),
     (['--domain=audio', '--shapes=S/16'], "unknown domain 'audio'"),
-    (['--shapes=tiny', '--attention=cudnn'], '--attention=cudnn needs an NVIDIA GPU'),
+    (['--shapes=tiny', '--attention=cudnn'], "attention='cudnn' cannot run here: it needs an "
+                                             'NVIDIA GPU, and this device is cpu'),
     (['--shapes=tiny', '--batch=3', '--microbatches=2'], '--batch=3: global batch size 3 is not'),
+    (['--shapes=tiny', '--mesh=fsdp:2'], '--mesh=fsdp:2: mesh fsdp:2 does not fit 1 device: '
+                                         'axis fsdp:2 does not divide the 1 device; would fit: '
+                                         'data:1'),
 ])
 def test_bad_names_and_values_exit_with_one_line(args, expected):
   done = subprocess.run([sys.executable, '-m', 'suite.bench', *args], capture_output=True,
@@ -129,12 +134,14 @@ def test_cli_prints_a_json_list():
     assert 'suite.host_memory' in item['host_memory']
 
 
-@pytest.mark.parametrize('platform, dtype, expected', [
-    ('gpu', 'bfloat16', 'cudnn'), ('gpu', 'float32', 'xla'), ('cpu', 'float32', 'xla'),
-    ('tpu', 'bfloat16', 'xla')])
-def test_auto_attention_is_cudnn_only_on_gpus_in_bfloat16(platform, dtype, expected):
-  assert bench._resolve_attention('auto', platform, dtype) == expected
-  assert bench._resolve_attention('xla', platform, dtype) == 'xla'
+@pytest.mark.parametrize('args, expected', [([], None), (['--scan'], True),
+                                           (['--noscan'], False)])
+def test_scan_flag_is_unset_unless_given(args, expected):
+  """Unset (None) makes main pass ModelOptions(scan='auto'): on for accelerators, off on CPU
+  (tests/suite/test_network_options.py)."""
+  values = flagcheck.copy_flags(bench)
+  flagcheck.parse(['suite.bench', *args], values)
+  assert values.scan is expected
 
 
 def test_the_optimizer_and_lengths_come_from_the_domain(record):
@@ -178,8 +185,10 @@ def test_unknown_optimizer_names_the_domains_presets():
 
 
 @pytest.mark.parametrize('fields, message', [
-    ({'dtype': 'float16'}, "dtype='float16': valid compute dtypes are float32, bfloat16"),
-    ({'attention': 'flash'}, "attention='flash': valid kernels are xla, cudnn"),
+    ({'dtype': 'float16'}, "dtype='float16': valid compute dtypes are auto, float32, bfloat16"),
+    ({'attention': 'flash'}, "attention='flash': valid kernels are auto, xla, cudnn"),
+    ({'scan': 'yes'}, "scan='yes': valid are auto, True, False"),
+    ({'attention': 'cudnn', 'dtype': 'float32'}, "attention='cudnn' computes in bfloat16"),
     ({'remat': 'some'}, "remat='some': valid policies are none, full, dots, dots_no_batch"),
     ({'dropout_rate': 1.0}, 'dropout_rate=1.0: must be in [0, 1)'),
 ])

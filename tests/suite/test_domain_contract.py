@@ -76,6 +76,21 @@ def test_domain_has_the_protocols_members(case):
     stage(domain, 'pretrian')
 
 
+def test_rules_split_the_batch_over_data_and_fsdp_and_params_over_fsdp_and_model(case):
+  """The partitioner's layout, through the domain's own rules: activations keep their embed
+  whole (the batch took fsdp first), parameters put embed on fsdp and the wide axes on model."""
+  from flax import linen as nn
+  rules = case[1].logical_axis_rules
+  assert tuple(nn.logical_to_mesh_axes(('batch', 'length', 'embed'), rules)) == (
+      partition.BATCH_AXES, None, None)
+  assert tuple(nn.logical_to_mesh_axes(('batch', 'length', 'heads', 'kv'), rules)) == (
+      partition.BATCH_AXES, None, partition.MODEL, None)
+  assert tuple(nn.logical_to_mesh_axes(('embed', 'mlp'), rules)) == (
+      partition.FSDP, partition.MODEL)
+  assert tuple(nn.logical_to_mesh_axes(('heads', 'kv', 'embed'), rules)) == (
+      partition.MODEL, None, partition.FSDP)
+
+
 def test_workload_states_its_unit_and_costs(case):
   _, domain, shape, workload, _, _, _ = case
   assert isinstance(workload, Workload)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import pytest
 from absl import flags
 
@@ -67,11 +68,24 @@ def test_good_values_parse():
 
 
 def test_batch_must_split_over_the_data_shards_and_microbatches():
-  need = partition.make_mesh().shape[partition.DATA] * 2
+  mesh = partition.make_mesh()
+  need = partition.batch_shards(mesh) * 2
   flagcheck.check_batch('batch', need, microbatches=2)
+  flagcheck.check_batch('batch', need, microbatches=2, mesh=mesh)
   with pytest.raises(flagcheck.FlagError, match=rf'^--batch={need + 1}: .* use a batch size '
-                                                rf'that is a multiple of {need}$'):
+                                                rf'that is a multiple of {need}, e.g. {need} or '
+                                                rf'{2 * need}$'):
     flagcheck.check_batch('batch', need + 1, microbatches=2)
+
+
+def test_a_mesh_flag_becomes_a_mesh_or_one_error_naming_the_flag():
+  mesh = flagcheck.check_mesh('mesh', None)
+  assert mesh.axis_names == partition.MESH_AXES and mesh.size == len(jax.devices())
+  with pytest.raises(flagcheck.FlagError, match=r"^--mesh=data:0,fsdp:2: mesh 'data:0,fsdp:2': "
+                                                "axis 'data' has size 0"):
+    flagcheck.check_mesh('mesh', 'data:0,fsdp:2')
+  with pytest.raises(flagcheck.FlagError, match=r'^--config.mesh=model:3: .*would fit: '):
+    flagcheck.check_mesh('config.mesh', 'model:3')
 
 
 def test_copy_flags_holds_a_modules_flags_with_their_bounds():

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from suite import costs, shapes
+from suite import costs, domains, shapes
 
 REQUIRED = ('name', 'domain', 'num_encoder_layers', 'num_decoder_layers', 'd_model', 'd_ff',
             'num_heads', 'd_kv', 'params', 'train_flops_per_example', 'memory_estimate')
@@ -143,12 +143,56 @@ def test_table_is_a_library_call():
   command-line modules (suite.bench) define as well.
   """
   code = ('from suite import plan, shapes\n'
-          "items = [plan.describe(shapes.parse(n), batch_size=8, optimizer='adamw')\n"
-          "         for n in ('small', 'base')]\n"
+          "memory = plan.MemoryOptions(batch_size=8, optimizer='adamw')\n"
+          "items = [plan.describe(shapes.parse(n), memory=memory) for n in ('small', 'base')]\n"
           'print(plan.table(items))')
   result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                           timeout=120, check=False)
   assert result.returncode == 0, result.stderr[-2000:]
   text = result.stdout.rstrip('\n')
   assert text.splitlines()[1].startswith('small') and '100.0%' in text.splitlines()[1]
-  assert text.splitlines()[-1].endswith('memory at batch 8, adamw (estimate)')
+  assert text.splitlines()[-1].endswith(
+      'memory at batch 8, adamw, bfloat16, remat none, one device (estimate)')
+
+
+def test_memory_per_device_on_a_mesh():
+  """--mesh plans without the mesh's devices: parameters, optimizer state and activations per
+  device, sharded by the domain's rules; --device_memory_gib says which shapes do not fit."""
+  flags = ('--shapes=base,large', '--batch=64', '--remat=full', '--scan')
+  one = _json(*flags)
+  mesh = _json(*flags, '--mesh=data:2,fsdp:2,model:2', '--device_memory_gib=2')
+  for single, sharded in zip(one, mesh, strict=True):
+    memory = sharded['memory_estimate']
+    assert memory['mesh'] == {'data': 2, 'fsdp': 2, 'model': 2} and memory['devices'] == 8
+    assert (memory['remat'], memory['scan'], memory['batch_size']) == ('full', True, 64)
+    expected = costs.train_memory(
+        shapes.parse(sharded['name']), 64, remat='full', scan=True, mesh=memory['mesh'],
+        rules=domains.get('text').logical_axis_rules)
+    assert memory['total_bytes'] == expected.total_bytes
+    # Parameters over fsdp x model (the 32128 vocabulary over model too), activations over
+    # the batch's data x fsdp (and heads over model).
+    ratio = single['memory_estimate']['params_bytes'] / memory['params_bytes']
+    assert 3.9 < ratio <= 4
+    assert memory['activations_bytes'] < single['memory_estimate']['activations_bytes'] / 4
+    assert memory['fits'] == (memory['total_bytes'] <= 2 * 2 ** 30)
+  assert [it['memory_estimate']['fits'] for it in mesh] == [True, False]
+  rows = _plan(*flags, '--mesh=data:2,fsdp:2,model:2', '--device_memory_gib=2',
+               '--format=table').stdout.splitlines()
+  assert rows[0].split()[-2:] == ['GiB', 'fits']
+  assert rows[1].split()[-1] == 'yes' and rows[2].split()[-1] == 'NO'
+  assert rows[-2].endswith('remat full, scan, data:2,fsdp:2,model:2 (8 devices), per device '
+                           '(estimate)')
+  assert rows[-1] == 'do not fit in 2 GiB per device: large'
+
+
+@pytest.mark.parametrize('flags,expected', [
+    (('--mesh=data:2,fsdp:-1',), 'a plan has no devices to fill in -1'),
+    (('--mesh=data:2,pipeline:2',), "unknown axis 'pipeline'.*data, fsdp, model"),
+    (('--mesh=data:3,fsdp:2', '--batch=32'), 'batch_size=32 .* multiple of 6'),
+    (('--device_memory_gib=0',), '--device_memory_gib=0.0 is not valid: .* GiB > 0'),
+])
+def test_mesh_errors_are_one_line(flags, expected):
+  result = _plan('--shapes=small', *flags)
+  assert result.returncode == 1, result.stdout
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and re.search(expected, lines[0]), lines

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from suite import journal
@@ -97,8 +98,9 @@ def _alive(pattern: str) -> list[str]:
 
 
 def test_sigkill_halfway_then_rerun_equals_an_uninterrupted_run(cache, full_run, tmp_path):
-  """The default mode: benches here, then a worker process per domain; killing this process
-  kills its workers too (no orphan writes to the journal while the rerun runs)."""
+  """The default mode: benches here, then worker processes (one per core) taking chains of
+  units; killing this process kills its workers too (no orphan writes to the journal while the
+  rerun runs)."""
   full_dir, _ = full_run
   workdir = tmp_path / 'killed'
   process = subprocess.Popen(_command(workdir), cwd=ROOT, env=_env(cache),
@@ -109,7 +111,7 @@ def test_sigkill_halfway_then_rerun_equals_an_uninterrupted_run(cache, full_run,
       break
     time.sleep(0.2)
   assert process.poll() is None, 'the run ended before it could be killed'
-  assert _alive(f'--workdir={workdir} .*--domain_worker'), 'no domain workers were running'
+  assert _alive(f'--workdir={workdir} .*--worker_session'), 'no workers were running'
   process.send_signal(signal.SIGKILL)
   process.wait()
   time.sleep(1.0)
@@ -147,6 +149,9 @@ def test_diverged_and_failed_units_are_recorded_and_the_plan_goes_on(cache, tmp_
     (['--dry_run', '--rerun'], CONFIG, 'conflict'),
     (['--config.scales=(1e9,)'], CONFIG, 'out of reach'),
     ([], 'embeded', "unknown config 'embeded'; closest: embedded"),
+    (['--mesh=data:3'], CONFIG, '--mesh=data:3: mesh data:3 does not fit 1 device: axis '
+                                'data:3 does not divide the 1 device; would fit: data:1'),
+    (['--mesh=dat:2'], CONFIG, "unknown axis 'dat' in 'dat:2'; the axes are data, fsdp, model"),
 ])
 def test_bad_input_is_one_error_line_before_any_work(cache, tmp_path, args, config, message):
   done = _run(cache, tmp_path / 'w', *args, config=config)
@@ -154,6 +159,78 @@ def test_bad_input_is_one_error_line_before_any_work(cache, tmp_path, args, conf
   lines = [line for line in done.stderr.splitlines() if line.startswith('error:')]
   assert len(lines) == 1 and message in lines[0], done.stderr[-2000:]
   assert not (tmp_path / 'w' / 'results.jsonl').exists()
+
+
+# Text only, pre-training only: a few seconds of training (the run test's text shape).
+MESH_CONFIG = """
+import ml_collections
+
+def get_config(arg=None):
+  config = ml_collections.ConfigDict()
+  config.name = 'test_mesh'
+  config.seeds = (0,)
+  config.strategies = ('deep_narrow',)
+  config.scales = (1.0,)
+  config.budget_kind = 'params'
+  config.model = dict(dtype='float32', dropout_rate=0.1)
+  config.mesh = ml_collections.config_dict.placeholder(str)  # None, or mesh text
+  pretrain = dict(stage='pretrain', task='embedded_pretrain_v1', steps=4, batch_size=8,
+                  max_eval_examples=16, eval_batch_size=8, role='upstream',
+                  loop=dict(log_every=1, tensorboard=False, async_checkpoints=False))
+  config.domains = dict(text=dict(
+      base='tiny', size_to_task='embedded_pretrain_v1',
+      base_overrides=dict(num_encoder_layers=1, num_decoder_layers=1, d_model=32, d_ff=64,
+                          num_heads=2, d_kv=16),
+      workload=dict(input_length=32, target_length=8), order=['pretrain'],
+      recipe=dict(pretrain=pretrain)))
+  return config
+"""
+
+
+def test_a_run_on_a_3_axis_mesh_of_8_devices_gives_one_devices_losses(cache, tmp_path):
+  """`suite.run --quick --domain=text --mesh=data:2,fsdp:2,model:2` on 8 CPU devices trains
+  as on one device: the same pre-training losses at every step and the same eval metrics
+  (relative difference below 1e-3); the journal names each run's mesh, the run_id does not."""
+  config = tmp_path / 'mesh_config.py'
+  config.write_text(MESH_CONFIG)
+  args = ('--quick', '--domain=text')
+  eight_devices = {**_env(cache), 'XLA_FLAGS': '--xla_force_host_platform_device_count=8'}
+  # Both at once: each compiles on one core most of the time.
+  processes = {
+      'one': subprocess.Popen(_command(tmp_path / 'one', *args, config=str(config)), cwd=ROOT,
+                              env=_env(cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True),
+      'eight': subprocess.Popen(
+          _command(tmp_path / 'eight', *args, '--mesh=data:2,fsdp:2,model:2',
+                   config=str(config)), cwd=ROOT, env=eight_devices, stdout=subprocess.PIPE,
+          stderr=subprocess.PIPE, text=True)}
+  runs = {}
+  for name, process in processes.items():
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-3000:]
+    (record,) = journal.read(tmp_path / name)
+    log = [json.loads(line) for line in open(
+        tmp_path / name / 'checkpoints' / record['run_id'] / 'metrics.jsonl')]
+    runs[name] = record, [r['train/loss'] for r in log if 'train/loss' in r]
+  (one_record, one_losses), (eight_record, eight_losses) = runs['one'], runs['eight']
+  assert (one_record['mesh'], eight_record['mesh']) == (
+      'data:1,fsdp:1,model:1', 'data:2,fsdp:2,model:2')
+  assert one_record['run_id'] == eight_record['run_id']
+  assert len(one_losses) == 4 and one_losses[-1] < one_losses[0]
+  np.testing.assert_allclose(eight_losses, one_losses, rtol=1e-3)
+  assert set(eight_record['metrics']) == set(one_record['metrics'])
+  for name, value in one_record['metrics'].items():
+    assert eight_record['metrics'][name] == pytest.approx(value, rel=1e-3), name
+
+
+def test_the_config_mesh_field_is_checked_like_the_flag(cache, tmp_path):
+  config = tmp_path / 'mesh_config.py'
+  config.write_text(MESH_CONFIG)
+  done = _run(cache, tmp_path / 'w', '--config.mesh=model:2', '--dry_run', config=str(config))
+  assert done.returncode == 1
+  lines = [line for line in done.stderr.splitlines() if line.startswith('error:')]
+  assert lines == ['error: --config.mesh=model:2: mesh model:2 does not fit 1 device: axis '
+                   'model:2 does not divide the 1 device; would fit: data:1'], done.stderr[-2000:]
 
 
 def test_unwritable_workdir_and_incompatible_journal_are_errors(cache, tmp_path):
@@ -170,14 +247,18 @@ def test_unwritable_workdir_and_incompatible_journal_are_errors(cache, tmp_path)
   assert done.returncode == 1 and 'incompatible version' in done.stderr
 
 
-def test_plan_time_with_parallel_domains_is_benches_then_the_longest_domain():
+def test_plan_time_with_workers_is_benches_then_the_chains_longest_first():
   import types
 
   from suite import run
-  unit = lambda key, domain, stage: types.SimpleNamespace(key=key, domain=domain, stage=stage)
+  unit = lambda key, domain, stage, init=None, same_as=None: types.SimpleNamespace(  # noqa: E731
+      key=key, run_id=key, domain=domain, stage=stage, init=init, same_as=same_as)
   plan = [unit('t/b', 'text', 'bench'), unit('v/b', 'vision', 'bench'),
-          unit('t/p', 'text', 'pretrain'), unit('t/f', 'text', 'finetune'),
-          unit('v/u', 'vision', 'upstream')]
-  seconds = {'t/b': 5, 'v/b': 4, 't/p': 30, 't/f': 20, 'v/u': 40}
-  assert run.plan_seconds(plan, seconds, parallel=False) == 99
-  assert run.plan_seconds(plan, seconds, parallel=True) == 5 + 4 + max(30 + 20, 40)
+          unit('t/p', 'text', 'pretrain'), unit('t/f', 'text', 'finetune', init='t/p'),
+          unit('t/s', 'text', 'finetune'), unit('v/u', 'vision', 'upstream'),
+          unit('v/c', 'vision', 'upstream', same_as='v/u')]
+  seconds = {'t/b': 5, 'v/b': 4, 't/p': 30, 't/f': 20, 't/s': 25, 'v/u': 40, 'v/c': 0}
+  assert run.plan_seconds(plan, seconds, workers=1) == 124
+  # chains: t/p+t/f (50), v/u+v/c (40), t/s (25): 50 on one worker, 40 then 25 on the other.
+  assert run.plan_seconds(plan, seconds, workers=2) == 5 + 4 + 65
+  assert run.plan_seconds(plan, seconds, workers=3) == 5 + 4 + 50

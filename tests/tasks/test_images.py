@@ -89,3 +89,33 @@ def test_imagenet_without_data_explains_manual_download(tmp_path):
       images.raw_dataset(images.IMAGE_TASKS['imagenet2012'], 'train')
   finally:
     sources.configure()
+
+
+def test_process_shards_of_a_split_are_disjoint_and_cover_it(monkeypatch):
+  """One process of several reads its own part: every count-th example of an embedded split
+  (each part keeps every class), a `tfds.even_splits` part of a TFDS split."""
+  task = images.IMAGE_TASKS[images.DIGITS_UPSTREAM]
+
+  def examples(shard):
+    ds = images.raw_dataset(task, 'train', shard=shard)
+    return [(x['image'].tobytes(), int(x['label'])) for x in ds.as_numpy_iterator()]
+
+  whole, parts = examples(None), [examples((i, 3)) for i in range(3)]
+  assert sorted(sum(parts, [])) == sorted(whole)
+  assert all(abs(len(part) - len(whole) / 3) < 1 for part in parts)
+  assert all({label for _, label in part} == set(range(5)) for part in parts)
+  with pytest.raises(ValueError, match=r'shard=\(3, 3\)'):
+    images.raw_dataset(task, 'train', shard=(3, 3))
+
+  asked = []
+
+  class Builder:
+    def as_dataset(self, split, **kwargs):
+      asked.append(split)
+      return tf.data.Dataset.from_tensor_slices({'image': np.zeros((2, 4, 4, 3), np.uint8),
+                                                 'label': np.zeros((2,), np.int64)})
+
+  monkeypatch.setattr(tfds, 'builder', lambda name, data_dir=None: Builder())
+  images.raw_dataset(images.IMAGE_TASKS['cifar10'], 'train', shard=(1, 2))
+  images.raw_dataset(images.IMAGE_TASKS['cifar10'], 'train')
+  assert asked == [tfds.even_splits('train', n=2)[1], 'train']

@@ -1,8 +1,9 @@
-"""Run as a script: T5 training on a mesh over all devices, `model parallelism` (argv[1]) wide.
+"""Run as a script: T5 training on each mesh named in argv (`suite.partition` mesh text).
 
-Prints one JSON object: per-shape losses, gradient norms, final params and the layout of the
-embedding table. tests/text/test_sharding.py launches it on a 1-device CPU platform and, with
-XLA_FLAGS=--xla_force_host_platform_device_count=4, on a 2x2 mesh, and compares the two.
+Prints one JSON object: per mesh and shape, the losses, gradient norms, final params and the
+layout of the embedding table. tests/text/test_sharding.py launches it on a 1-device CPU
+platform (mesh `data:1`) and, with XLA_FLAGS=--xla_force_host_platform_device_count=8, on the
+meshes `data:8` and `data:2,fsdp:2,model:2`, and compares them.
 """
 
 import json
@@ -20,7 +21,7 @@ from text import domain, t5  # noqa: E402
 
 STEPS = 3
 # Tied (v1.0 scaling of the logits) and untied gated-GELU: 2 heads and a vocabulary of 64, so
-# heads, FFN and vocabulary all split over a 2-way model axis.
+# heads, FFN and vocabulary all split over a 2-way model axis, d_model over a 2-way fsdp one.
 SHAPES = {
     'tied': shapes.Shape(num_encoder_layers=2, num_decoder_layers=1, d_model=16, d_ff=32,
                          num_heads=2, d_kv=8, vocab_size=64, activation='relu',
@@ -37,7 +38,7 @@ def train(shape, mesh):
   config = optim.OptimizerConfig(name='adamw', schedule='constant', learning_rate=1e-2,
                                  warmup_steps=0)
   tx, _ = optim.make_optimizer(config)
-  trainer = Trainer(model, tx, mesh=mesh)
+  trainer = Trainer(model, tx, mesh=mesh, rules=domain.LOGICAL_AXIS_RULES)
   state = trainer.init(seed=0)
   lengths = domain.lengths(input_length=12, target_length=6)
   batch = domain.synthetic_batch(shape, 8, lengths, seed=0)
@@ -59,9 +60,11 @@ def train(shape, mesh):
 
 
 def main():
-  mesh = partition.make_mesh(int(sys.argv[1]))
-  out = {name: train(shape, mesh) for name, shape in SHAPES.items()}
-  out['mesh'] = dict(mesh.shape)
+  out = {}
+  for text in sys.argv[1:]:
+    mesh = partition.make_mesh(text)
+    out[text] = {name: train(shape, mesh) for name, shape in SHAPES.items()}
+    out[text]['mesh'] = dict(mesh.shape)
   print(json.dumps(out))
 
 
