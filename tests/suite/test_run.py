@@ -4,6 +4,7 @@ Each run is a subprocess, as a user starts it."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -40,9 +41,10 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def full_run(cache, tmp_path_factory):
-  """One uninterrupted run of the tiny config, both domains."""
+  """One uninterrupted run of the tiny config, both domains, in two workers (the default on
+  two cores, named so that the run is the same on any machine)."""
   workdir = tmp_path_factory.mktemp('full')
-  done = _run(cache, workdir)
+  done = _run(cache, workdir, '--workers=2')
   return workdir, done
 
 
@@ -86,8 +88,11 @@ def test_a_run_journals_every_unit_of_both_domains(full_run):
   assert 'fewshot_pixels/embedded_glyphs_fewshot_v1/1shot' in fewshot['metrics']
   summary = json.loads(done.stdout)
   assert summary['units'] == 8 and summary['not_ok'] == 0
-  # Benches first in this process, then one process per domain, their progress on stderr.
-  assert '[2/8' in done.stderr and '[4/4' in done.stderr and 'ETA' in done.stderr
+  # Benches first in this process, then the two worker processes, whose progress lines name
+  # the worker and count the whole rest of the plan.
+  assert '[2/8' in done.stderr and 'ETA' in done.stderr
+  assert re.search(r'\[w[12] 6/6 \|', done.stderr), done.stderr[-2000:]
+  assert re.search(r'\[w1 ', done.stderr) and re.search(r'\[w2 ', done.stderr)
   assert '8 units: 8 ok, 0 not ok' in done.stderr
   assert os.listdir(os.path.join(workdir, 'logs'))
 
@@ -98,12 +103,12 @@ def _alive(pattern: str) -> list[str]:
 
 
 def test_sigkill_halfway_then_rerun_equals_an_uninterrupted_run(cache, full_run, tmp_path):
-  """The default mode: benches here, then worker processes (one per core) taking chains of
+  """The default mode on two cores: benches here, then two worker processes taking chains of
   units; killing this process kills its workers too (no orphan writes to the journal while the
   rerun runs)."""
   full_dir, _ = full_run
   workdir = tmp_path / 'killed'
-  process = subprocess.Popen(_command(workdir), cwd=ROOT, env=_env(cache),
+  process = subprocess.Popen(_command(workdir, '--workers=2'), cwd=ROOT, env=_env(cache),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + 240
   while time.time() < deadline and process.poll() is None:

@@ -1,12 +1,16 @@
 """suite.schedule: the plan cut into independent chains, claims, and the LPT schedule length."""
 
-import multiprocessing
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
 from suite import schedule, units
 from suite.configs import embedded
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope='module')
@@ -54,23 +58,22 @@ def test_makespan_is_the_longest_first_schedule():
     schedule.makespan([1.0], 0)
 
 
-def _claim_all(directory, chain_ids, out):
-  session = schedule.Session(directory)
-  out.put([i for i in chain_ids if session.claim(schedule.Chain(i, (), 0.0))])
+CLAIM = """
+import json, sys
+from suite import schedule
+session = schedule.Session(sys.argv[1])
+ids = json.loads(sys.argv[2])
+print(json.dumps([i for i in ids if session.claim(schedule.Chain(i, (), 0.0))]))
+"""
 
 
 def test_each_chain_is_claimed_by_exactly_one_process(tmp_path):
   session = schedule.Session.create(str(tmp_path), journal_records=3, workers=4)
   assert session.facts()['journal_records'] == 3 and session.facts()['workers'] == 4
   ids = [f'chain{i}' for i in range(200)]
-  out = multiprocessing.get_context('fork').Queue()
-  procs = [multiprocessing.get_context('fork').Process(
-      target=_claim_all, args=(session.directory, ids, out)) for _ in range(4)]
-  for p in procs:
-    p.start()
-  claimed = [out.get(timeout=60) for _ in procs]
-  for p in procs:
-    p.join(timeout=60)
+  procs = [subprocess.Popen([sys.executable, '-c', CLAIM, session.directory, json.dumps(ids)],
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(4)]
+  claimed = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
   flat = [i for got in claimed for i in got]
   assert sorted(flat) == sorted(ids)  # every chain once, none twice
   again = schedule.Session.create(str(tmp_path), journal_records=0, workers=1)
