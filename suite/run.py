@@ -493,7 +493,7 @@ def main(argv):
                 estimate, session, _WORKER_INDEX.value, mesh)
     return min(count_not_ok(plan, workdir), MAX_EXIT)
   progress = Progress(plan, estimate, workdir, stream=None if lead else open(os.devnull, 'w'),
-                      tensorboard=lead)
+                      tensorboard=lead, workers=workers)  # the ETA shares the rest among them
   try:
     if workers > 1:  # the speed measurements first, alone on the machine
       execute_plan([u for u in plan if u.stage == units.BENCH], workdir, options, records,
