@@ -5,11 +5,11 @@ suite.memory's training-memory model, one function per family (found through
 Counted from the networks (text/network.py, vision/network.py) as JAX linearises them and XLA
 keeps them (checked by tests/suite/test_memory.py against JAX's saved residuals of one
 layer, and end to end against XLA's memory analysis): per token and layer, the residual
-stream, each norm's normalised values (float32) and output, the attention's queries, keys,
-values and output, three float32 score-sized tensors per head (logits, exponentials and
-probabilities), and the feed-forward's pre- and post-activations. Logical axis names are the
-networks' own ('length', 'embed', 'heads', 'kv', 'mlp', 'vocab'), so that the partitioner's
-rules shard them as they shard the real tensors.
+stream, each norm's output (and a T5 norm's normalised values in float32), the attention's
+queries, keys, values and output, three float32 score-sized tensors per head (logits,
+exponentials and probabilities), and the feed-forward's pre- and post-activations. Logical axis
+names are the networks' own ('length', 'embed', 'heads', 'kv', 'mlp', 'vocab'), so that the
+partitioner's rules shard them as they shard the real tensors.
 """
 
 from __future__ import annotations
@@ -26,12 +26,15 @@ FFN = ('length', 'mlp')
 
 
 def _norm(name: str, length: int, d: int, normalized: int, consumers: int) -> list[Activation]:
-  """A norm over `length` tokens: `normalized` float32 [length, d] tensors (T5's RMS norm the
-  normalised values; a LayerNorm the centred ones too) and its output; under scan JAX also
-  keeps the squared input and a copy of the output for each matmul that reads it."""
-  return [Activation(f'{name}/normalized', (length, d), TOKENS, normalized, FLOAT32),
+  """A norm over `length` tokens: `normalized` float32 [length, d] tensors and its output; under
+  scan JAX also keeps, for an autodiffed norm, the squared input, and for each matmul that
+  reads the output a copy of it. T5's RMS norm (autodiffed) keeps the normalised values (1);
+  the ViT's LayerNorm has its gradient written out (vision.network.layer_norm) and keeps only
+  its input, counted where that is made, and per-token statistics (0)."""
+  return [*([Activation(f'{name}/normalized', (length, d), TOKENS, normalized, FLOAT32),
+             Activation(f'{name}/squared', (length, d), TOKENS, 1, FLOAT32, scan_only=True)]
+            if normalized else []),
           Activation(f'{name}/output', (length, d), TOKENS),
-          Activation(f'{name}/squared', (length, d), TOKENS, 1, FLOAT32, scan_only=True),
           Activation(f'{name}/output_copies', (length, d), TOKENS, consumers - 1,
                      scan_only=True)]
 
@@ -143,12 +146,14 @@ def vision_activations(s: Shape, tensors: Sequence, *,
   one-query attention always runs XLA's)."""
   d, tokens = s.d_model, s.num_patches + int(s.pooling == 'cls')
   encoder = _layer('encoder_layers', s, tensors, s.num_encoder_layers, tokens,
-                   [('attention', tokens, False)], 2, fused_attention)
+                   [('attention', tokens, False)], 0, fused_attention)
   other = [
       # The pixels (the patches tile the image) and the label, 4 bytes each.
       Activation('batch', (s.num_patches * s.patch_size ** 2 * 3 + 1,), (None,), 1, FLOAT32),
       Activation('patches', (s.num_patches, s.patch_size ** 2 * 3), ('length', None)),
-      *_norm('encoder_norm', tokens, d, 2, 1),
+      # The final LayerNorm keeps its input, the last layer's output.
+      Activation('encoder_norm/input', (tokens, d), TOKENS),
+      *_norm('encoder_norm', tokens, d, 0, 1),
   ]
   if s.pooling == 'map':
     other += _attention('map_head/attention', s, 1, tokens, False, False)[0]

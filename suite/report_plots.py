@@ -35,6 +35,53 @@ def _by_strategy(rows: Sequence[Row]) -> dict[str, list[Row]]:
   return dict(sorted(groups.items()))
 
 
+# Where a label may sit beside its marker, tried in order: (offset in points, alignment).
+_LABEL_SPOTS = tuple(((4, sign * (3 + 8 * line)), 'left', 'bottom' if sign > 0 else 'top')
+                     for line in range(5) for sign in (1, -1))
+
+
+def _overlap(box, other) -> float:
+  width = min(box.x1, other.x1) - max(box.x0, other.x0)
+  height = min(box.y1, other.y1) - max(box.y0, other.y0)
+  return max(width, 0.0) * max(height, 0.0)
+
+
+def _place_labels(fig, ax, labels: Sequence[tuple[float, float, str]]) -> None:
+  """Writes each distinct (x, y, text) beside its marker where it overlaps the legend and the
+  labels already placed least (none, if a spot allows) and stays inside the axes: right of the
+  marker, or left of it for markers in the right part of the axes, level with it or up to four
+  lines above or below. Call once the axes' scales and limits are set: spots are judged in
+  display space."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+  fig.draw_without_rendering()  # lay the figure out, so that display positions are final
+  renderer = canvas.get_renderer()
+  frame = ax.get_window_extent(renderer)
+  legend = ax.get_legend()
+  placed = [legend.get_window_extent(renderer)] if legend is not None else []
+  # A shape that several strategies reach is one marker: label it once.
+  for x, y, text in dict.fromkeys(labels):
+    right_part = ax.transAxes.inverted().transform(ax.transData.transform((x, y)))[0] > 0.6
+    best = None
+    for (dx, dy), ha, va in _LABEL_SPOTS:
+      if right_part:
+        dx, ha = -dx, 'right'
+      label = ax.annotate(text, (x, y), fontsize=7, xytext=(dx, dy), textcoords='offset points',
+                          ha=ha, va=va, color='#444444')
+      box = label.get_window_extent(renderer)
+      outside = box.width * box.height - _overlap(box, frame)
+      cost = outside + sum(_overlap(box, other) for other in placed)
+      if best is None or cost < best[0]:
+        if best is not None:
+          best[1].remove()
+        best = (cost, label, box)
+      else:
+        label.remove()
+      if cost == 0:
+        break
+    placed.append(best[2])
+
+
 def upstream_vs_downstream(domain: Domain, path: str) -> bool:
   """Downstream summary against each upstream headline, one point per shape."""
   columns = [c for c in domain.upstream
@@ -45,7 +92,9 @@ def upstream_vs_downstream(domain: Domain, path: str) -> bool:
   fig = _figure(6.2 * len(columns), 4.6)
   axes = fig.subplots(1, len(columns), squeeze=False)[0]
   colors = _colors([r.strategy for r in domain.rows])
+  placements = []
   for ax, column in zip(axes, columns, strict=True):
+    labels = []
     for strategy, rows in _by_strategy(domain.rows).items():
       points = [(r.quality.get((column.role, column.step, column.task)), domain.summary(r), r)
                 for r in rows]
@@ -54,9 +103,8 @@ def upstream_vs_downstream(domain: Domain, path: str) -> bool:
         continue
       ax.scatter([p[0] for p in points], [p[1] for p in points], s=42, color=colors[strategy],
                  label=strategy, edgecolor='white', linewidth=0.6, zorder=3)
-      for x, y, row in points:
-        ax.annotate(row.shape_name, (x, y), fontsize=7, xytext=(4, 3),
-                    textcoords='offset points', color='#444444')
+      labels += [(x, y, row.shape_name) for x, y, row in points]
+    placements.append((ax, labels))
     direction = 'higher' if column.higher_is_better else 'lower'
     ax.set_xlabel(f'upstream: {column.title}, {column.headlines[0].metric} '
                   f'({direction} is better)', fontsize=9)
@@ -66,6 +114,8 @@ def upstream_vs_downstream(domain: Domain, path: str) -> bool:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc='best')
   fig.suptitle(f'{domain.name}: upstream vs downstream quality', fontsize=11)
+  for ax, labels in placements:
+    _place_labels(fig, ax, labels)
   fig.savefig(path, format='png', metadata=_METADATA)
   return True
 
@@ -79,9 +129,10 @@ def pareto(domain: Domain, path: str) -> bool:
   fig = _figure(5.0 * len(axes_with_data), 4.4)
   axes = fig.subplots(1, len(axes_with_data), squeeze=False)[0]
   colors = _colors([r.strategy for r in domain.rows])
+  placements = []
   for ax, axis in zip(axes, axes_with_data, strict=True):
     efficient = domain_pareto(domain, axis)
-    shown = set()
+    shown, labels = set(), []
     for row, is_efficient in zip(domain.rows, efficient, strict=True):
       cost, quality = row.cost(axis), domain.summary(row)
       if not cost or quality is None:
@@ -90,9 +141,9 @@ def pareto(domain: Domain, path: str) -> bool:
       ax.scatter([x], [quality], s=60 if is_efficient else 34, color=colors[row.strategy],
                  marker='o' if is_efficient else 'x', zorder=3,
                  label=row.strategy if row.strategy not in shown else None)
-      ax.annotate(row.shape_name, (x, quality), fontsize=7, xytext=(4, 3),
-                  textcoords='offset points', color='#444444')
+      labels.append((x, quality, row.shape_name))
       shown.add(row.strategy)
+    placements.append((ax, labels))
     frontier = sorted(((r.steps_per_s if axis == 'speed' else r.cost(axis)), domain.summary(r))
                       for r, e in zip(domain.rows, efficient, strict=True) if e)
     if frontier:
@@ -109,6 +160,8 @@ def pareto(domain: Domain, path: str) -> bool:
     ax.legend(fontsize=7, loc='best')
   fig.suptitle(f'{domain.name}: downstream quality vs cost (o: Pareto-efficient, x: not)',
                fontsize=11)
+  for ax, labels in placements:
+    _place_labels(fig, ax, labels)
   fig.savefig(path, format='png', metadata=_METADATA)
   return True
 

@@ -94,7 +94,8 @@ def test_every_file_has_its_command_in_the_readme():
       f'no command in results/README.md for {sorted(present - rows)}; '
       f'listed but missing: {sorted(rows - present)}')
   known = {'suite.plan', 'suite.bench', 'text.pretraining_check', 'tasks.embedded.proxy_check',
-           'vision.shape_check', 'vision.glyphs_calibration', 'suite.run', 'suite.gpu_check'}
+           'vision.shape_check', 'vision.glyphs_calibration', 'suite.run', 'suite.gpu_check',
+           'suite.gemm_rates'}
   assert {c.split()[2] for c in COMMANDS.values()} <= known, 'a command no test here checks'
 
 
@@ -237,6 +238,24 @@ def test_gpu_check_file_has_the_current_structure(name, tiny_bench):
       keys = {k for k in tiny_bench(line['domain'])
               if not k.startswith(('reference', 'speedup_vs_reference'))}
       assert keys <= set(line), (name, line['case'], sorted(keys - set(line)))
+
+
+# ---------------------------------------------------------------- suite.gemm_rates
+
+
+@pytest.mark.parametrize('name', files_of('suite.gemm_rates'))
+def test_gemm_rates_file_has_the_current_structure(name):
+  """One line per size the command asked for (or the defaults) and form, with the keys a tiny
+  run of the current code writes, and ratios that follow from the rates."""
+  from suite import gemm_rates
+  saved = [json.loads(line) for line in (RESULTS / name).read_text().splitlines()]
+  fresh = gemm_rates.measure(['8x4x2'], steps=1, warmup=0, repeats=1)[0]
+  sizes = flag_values(COMMANDS[name]).get('sizes', ','.join(gemm_rates.DEFAULT_SIZES))
+  assert [(line['size'], line['form']) for line in saved] == [
+      (size, form) for size in sizes.split(',') for form in gemm_rates.FORMS]
+  for line in saved:
+    assert_same_structure(line, fresh, name)
+    assert line['xla_over_torch'] == pytest.approx(line['xla_gflops'] / line['torch_gflops'])
 
 
 # ---------------------------------------------------------------- vision.shape_check

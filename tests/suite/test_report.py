@@ -14,7 +14,7 @@ import pytest
 from absl import flags
 from scipy import stats
 
-from suite import flagcheck, journal, report, report_analysis, report_data
+from suite import flagcheck, journal, report, report_analysis, report_data, report_plots
 
 PNG = b'\x89PNG\r\n\x1a\n'
 
@@ -331,3 +331,23 @@ def _fresh():
   flag_values = flags.FlagValues()
   report.define_flags(flag_values)
   return flag_values
+
+
+def test_plot_labels_sit_apart_inside_the_axes_once_per_marker():
+  """Four shapes crowded at one corner (one reached by two strategies) and one alone: every
+  label is drawn once, inside the axes, overlapping no other label."""
+  fig = report_plots._figure(5.0, 4.0)
+  ax = fig.subplots()
+  points = [(1.0, 59.0), (1.15, 59.0), (1.3, 59.2), (1.45, 58.8), (0.2, 41.0)]
+  ax.scatter([p[0] for p in points], [p[1] for p in points])
+  ax.set_xlim(0, 1.6)
+  labels = [(x, y, f'text:el{i}-dl{i}-dm96-ff384-nh3-kv32-relu-v1079')
+            for i, (x, y) in enumerate(points)]
+  report_plots._place_labels(fig, ax, labels + labels[:1])
+  renderer = fig.canvas.get_renderer()
+  boxes = [t.get_window_extent(renderer) for t in ax.texts]
+  assert sorted(t.get_text() for t in ax.texts) == sorted(label[2] for label in labels)
+  frame = ax.get_window_extent(renderer)
+  for i, box in enumerate(boxes):
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+    assert not any(box.overlaps(other) for other in boxes[i + 1:]), ax.texts[i].get_text()

@@ -1,6 +1,7 @@
 """The ViT network and model wrapper: parameter counts equal suite.costs for every registered
 vision shape, scan equals unrolled, bfloat16 compute keeps float32 params, logical axis names,
-features, image checks, the loss and eval sums."""
+features, image checks, the loss and eval sums; the LayerNorm's written-out gradient equals
+autodiff's."""
 
 import flax.linen as nn
 import jax
@@ -10,8 +11,9 @@ import pytest
 
 from suite import costs, shapes
 from vision import model as vision_model
+from vision import network as network_module
 from vision import vit
-from vision.network import ViTNetwork, scan_params, unscan_params
+from vision.network import ViTNetwork, layer_norm, scan_params, unscan_params
 
 # Attention width 3 x 12 = 36 != d_model 32; 40-pixel images in 8-pixel patches; 7 classes.
 SMALL = shapes.Shape(2, 0, 32, 48, 3, 12, domain='vision', activation='gelu', image_size=40,
@@ -167,3 +169,50 @@ def test_model_loss_eval_sums_and_dropout():
   assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
   with pytest.raises(KeyError, match="lacks \\['label'\\]"):
     model.loss(params, {'image': images})
+
+
+def _autodiff_layer_norm(x, scale, bias, epsilon):
+  x = x.astype(jnp.float32)
+  mean = jnp.mean(x, axis=-1, keepdims=True)
+  variance = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+  return (x - mean) * jax.lax.rsqrt(variance + epsilon) * scale + bias
+
+
+@pytest.mark.parametrize('dtype, tolerance', [(jnp.float32, 1e-5), (jnp.bfloat16, 1e-2)])
+@pytest.mark.parametrize('shape', [(6, 10), (2, 3, 10)])
+def test_layer_norm_gradient_equals_autodiff(shape, dtype, tolerance):
+  keys = jax.random.split(jax.random.key(0), 4)
+  # Rows with an offset and a spread, so that every term of the gradient matters.
+  x = (3.0 + 2.0 * jax.random.normal(keys[0], shape)).astype(dtype)
+  scale = 1.0 + jax.random.normal(keys[1], shape[-1:])
+  bias = jax.random.normal(keys[2], shape[-1:])
+  cotangent = jax.random.normal(keys[3], shape)
+  ours, ours_vjp = jax.vjp(lambda *a: layer_norm(*a, 1e-6), x, scale, bias)
+  ref, ref_vjp = jax.vjp(lambda *a: _autodiff_layer_norm(*a, 1e-6), x, scale, bias)
+  np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
+  for got, want in zip(ours_vjp(cotangent), ref_vjp(cotangent), strict=True):
+    assert got.dtype == want.dtype
+    np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32),
+                               rtol=tolerance, atol=tolerance)
+
+
+def test_network_gradients_equal_autodiff_layer_norm(monkeypatch):
+  network = ViTNetwork(SMALL)
+  images = jax.random.normal(jax.random.key(0), (3, 40, 40, 3))
+  labels = jnp.arange(3)
+  params = nn.unbox(network.init(jax.random.key(1), images)['params'])
+  # A head that is not zero (its initialiser), so the gradient reaches every layer.
+  params['head']['kernel'] = jax.random.normal(jax.random.key(2), params['head']['kernel'].shape)
+
+  def grads():
+    def loss(p):
+      logits = network.apply({'params': p}, images)
+      return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1))
+    return jax.jit(jax.grad(loss))(params)
+
+  ours = grads()
+  monkeypatch.setattr(network_module, 'layer_norm', _autodiff_layer_norm)
+  ref = grads()
+  leaves = zip(jax.tree_util.tree_leaves_with_path(ours), jax.tree.leaves(ref), strict=True)
+  for (path, got), want in leaves:
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6, err_msg=jax.tree_util.keystr(path))
