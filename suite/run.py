@@ -136,6 +136,39 @@ def resolve_argv(argv: Sequence[str]) -> list[str]:
   return argv
 
 
+# The open lock file of this run's workdir (held until the process exits; see _lock_workdir).
+_HELD_LOCKS: list = []
+LOCK_FILE = '.suite_run.lock'
+
+
+def _lock_workdir(path: str) -> None:
+  """Claims `path` for this run: a second suite.run on the same workdir (which would train the
+  same units twice and interleave their journal records) is refused with the holder's pid.
+
+  An exclusive flock on `path/.suite_run.lock`, released by the kernel when the process ends
+  however it ends (no stale lock after a crash or SIGKILL). Taken by the run's lead process
+  only; its workers run under it.
+  """
+  import fcntl
+  lock_path = os.path.join(path, LOCK_FILE)
+  handle = open(lock_path, 'a+')  # noqa: SIM115  (held open for the life of the process)
+  try:
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError:
+    handle.seek(0)
+    holder = handle.read().strip() or 'another process'
+    handle.close()
+    raise flagcheck.FlagError(
+        f'--workdir={path} is in use by another suite.run ({holder}); wait for it to finish '
+        '(a later run there resumes from its journal), or give another --workdir.') from None
+  handle.seek(0)
+  handle.truncate()
+  handle.write(f'pid {os.getpid()} on {socket.gethostname()}, started '
+               f'{time.strftime("%Y-%m-%d %H:%M:%S")}')
+  handle.flush()
+  _HELD_LOCKS.append(handle)
+
+
 def _check_workdir(path: str) -> None:
   try:
     os.makedirs(path, exist_ok=True)
@@ -481,6 +514,8 @@ def main(argv):
     if lead:
       dry_run(plan, config, records, max(1, workers))
     return 0
+  if session is None and lead:
+    _lock_workdir(workdir)
   started = time.perf_counter()
   log_path = _log_to_file(workdir)
   _compilation_cache(workdir)

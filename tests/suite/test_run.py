@@ -252,6 +252,29 @@ def test_unwritable_workdir_and_incompatible_journal_are_errors(cache, tmp_path)
   assert done.returncode == 1 and 'incompatible version' in done.stderr
 
 
+def test_a_second_run_on_a_workdir_in_use_is_refused(cache, tmp_path):
+  """While one process holds the workdir's lock (as a running suite.run does), a run there is
+  one error line naming the holder; once the holder is gone, the lock is free again."""
+  from suite import run
+  holder = subprocess.Popen(
+      [sys.executable, '-c', 'import sys; from suite import run; run._lock_workdir(sys.argv[1]); '
+       'print("held", flush=True); sys.stdin.read()', str(tmp_path)],
+      cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == 'held'
+    done = _run(cache, tmp_path, '--quick')
+    assert done.returncode == 1, done.stderr
+    assert f'--workdir={tmp_path} is in use by another suite.run (pid {holder.pid}' in done.stderr
+    assert not (tmp_path / journal.FILENAME).exists()
+    with pytest.raises(run.flagcheck.FlagError, match='in use by another suite.run'):
+      run._lock_workdir(str(tmp_path))
+  finally:
+    holder.kill()
+    holder.wait()
+  run._lock_workdir(str(tmp_path))  # the holder died without unlocking: free all the same
+  run._HELD_LOCKS.pop().close()
+
+
 def test_plan_time_with_workers_is_benches_then_the_chains_longest_first():
   import types
 
