@@ -5,7 +5,7 @@ r"""Float32 matmul rates of XLA and of torch on this machine, in the three forms
 
 A train step's speed on a CPU is mostly its matmuls' speed, so this is what bounds
 `suite.bench --compare=reference` there: when XLA's GEMMs run slower than the ones torch calls,
-no change to the rest of our step makes it faster than torch's at the same FLOPs. Each size
+the rest of our step has to make up the difference before ours can be the faster. Each size
 `MxKxN` is a [M, K] x [K, N] product (M rows: batch x tokens; K x N: a weight matrix), timed as
 
 - `forward`: x [M, K] @ w [K, N];

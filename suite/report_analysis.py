@@ -175,7 +175,7 @@ class BaselineGroup:
   domain: str
   step: str  # the step whose model is compared
   label: str  # the baseline's label, e.g. 'no pretraining'
-  metric: str
+  metric: str  # the tasks' headline metrics, comma-separated when they differ ('accuracy, em')
   higher_is_better: bool
   pairs: tuple[tuple[str, str, float, float], ...]  # (shape_name, task, model, baseline)
 
@@ -218,7 +218,8 @@ def baselines(ok: Sequence[Mapping[str, Any]]) -> list[BaselineGroup]:
       downstream[(shape_key(record), step_of(record), str(record.get('task')),
                   record.get('seed'))] = record
   groups: dict[tuple, list] = {}
-  meta: dict[tuple, tuple[str, bool]] = {}
+  metrics: dict[tuple, set[str]] = {}
+  higher_is_better: dict[tuple, bool] = {}
 
   def add(domain, step, label, record, model, base, metric, higher):
     if model is None or base is None:
@@ -226,7 +227,8 @@ def baselines(ok: Sequence[Mapping[str, Any]]) -> list[BaselineGroup]:
     key = (domain, step, label)
     groups.setdefault(key, []).append((str(record.get('shape_name')), str(record.get('task')),
                                        record.get('seed'), model, base))
-    meta.setdefault(key, (metric, higher))
+    metrics.setdefault(key, set()).add(metric)
+    higher_is_better.setdefault(key, higher)
 
   for record in ok:
     headline = record.get('headline') or {}
@@ -254,5 +256,6 @@ def baselines(ok: Sequence[Mapping[str, Any]]) -> list[BaselineGroup]:
       by_pair.setdefault((shape, task), []).append((model, base))
     pairs = tuple((shape, task, mean(m for m, _ in v), mean(b for _, b in v))
                   for (shape, task), v in sorted(by_pair.items()))
-    result.append(BaselineGroup(*key, *meta[key], pairs))
+    result.append(BaselineGroup(*key, ', '.join(sorted(metrics[key])), higher_is_better[key],
+                                pairs))
   return result

@@ -210,6 +210,22 @@ def test_baselines_table_and_sentences(written):
   assert '`fewshot` beats raw pixels on average: 35.00 vs 10.00' in text
 
 
+def test_baselines_name_every_metric_their_tasks_headline():
+  """Tasks scored by different metrics (SST accuracy, SQuAD exact match) in one comparison: the
+  group names both, not the first task's alone."""
+  records = []
+  for task, metric, model, base in (('sst', 'accuracy', 80.0, 60.0), ('squad', 'em', 40.0, 30.0)):
+    headline = {'metric': metric, 'higher_is_better': True}
+    records.append(_rec('text', 'canonical', 1, 'a', 'evaluate', 'downstream', task,
+                        {metric: model}, headline=headline))
+    records.append(_rec('text', 'canonical', 1, 'a', 'evaluate_scratch', 'baseline', task,
+                        {metric: base}, headline={**headline, 'baseline_of': 'evaluate',
+                                                  'baseline_label': 'no pretraining'}))
+  (group,) = report_analysis.baselines(records)
+  assert group.metric == 'accuracy, em' and group.tasks == ['squad', 'sst']
+  assert (group.model_mean, group.baseline_mean, group.wins) == (60.0, 45.0, 2)
+
+
 def test_markdown_states_what_numbers_are_and_lists_unfinished_units(written):
   workdir, _ = written
   text = (workdir / 'report.md').read_text()
