@@ -91,7 +91,7 @@ def _layer(name: str, s: Shape, tensors: Sequence, count: int, length: int,
            fused: bool) -> LayerActivations:
   """One pre-norm layer over `length` tokens: a norm before each attention (name, key length,
   masked) and before the feed-forward, a residual add after each."""
-  d, gated = s.d_model, s.activation == 'gated-gelu'
+  d, gated = s.d_model, s.is_gated
   residuals, projections, batched = [], [], []
   for attention, keys, masked in attentions:
     consumers = 3 if keys == length else 1  # self-attention: q, k, v; cross: q

@@ -42,7 +42,7 @@ __all__ = ['ADAFACTOR_MIN_DIM_TO_FACTOR', 'DTYPE_BYTES', 'OPTIMIZERS', 'MemoryEs
 DEFAULT_INPUT_LENGTH = 512
 DEFAULT_TARGET_LENGTH = 114
 REMAT_POLICIES = tuple(memory.REMAT_POLICIES)
-ATTENTION_KERNELS = ('xla', 'cudnn')  # suite.domain.ATTENTION_KERNELS (tests hold them equal)
+ATTENTION_KERNELS = ('xla', 'cudnn')  # suite.domain.ModelOptions' kernels (it imports these)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,7 +45,7 @@ from suite.trainer import Model
 
 AUTO = 'auto'  # a ModelOptions value chosen for the device (and shape) by `resolved`
 COMPUTE_DTYPES = ('float32', 'bfloat16')
-ATTENTION_KERNELS = ('xla', 'cudnn')
+ATTENTION_KERNELS = costs.ATTENTION_KERNELS  # defined jax-free for the planner
 OK, DIVERGED, FAILED = 'ok', 'diverged', 'failed'
 STATUSES = (OK, DIVERGED, FAILED)
 

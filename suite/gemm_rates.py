@@ -81,19 +81,27 @@ def _median_seconds(product: Callable, operands: tuple, steps: int, warmup: int,
   return statistics.median(windows)
 
 
+# The operands of each form, as they sit in memory in a train step: x [M, K] (activations),
+# w [K, N] (the weight), g [M, N] (the output's gradient).
+_OPERAND_SHAPES = {'forward': ('mk', 'kn'), 'input_gradient': ('mn', 'kn'),
+                   'weight_gradient': ('mk', 'mn')}
+
+
 def _operands(form: str, m: int, k: int, n: int, rng: np.random.Generator):
-  """The two float32 operands of `form`, as they sit in memory in a train step."""
-  x = rng.standard_normal((m, k), np.float32)
-  w = rng.standard_normal((k, n), np.float32)
-  g = rng.standard_normal((m, n), np.float32)
-  return {'forward': (x, w), 'input_gradient': (g, w), 'weight_gradient': (x, g)}[form]
+  """The two float32 operands of `form` (random normal)."""
+  sizes = {'m': m, 'k': k, 'n': n}
+  return tuple(rng.standard_normal(tuple(sizes[d] for d in dims), np.float32)
+               for dims in _OPERAND_SHAPES[form])
 
 
-def _xla_product(form: str):
+def _xla_product(form: str, a, b):
+  """`form`'s product compiled ahead of time for operands a, b (so no timing window, warm-up
+  or not, includes compilation)."""
   import jax
-  return jax.jit({'forward': lambda a, b: a @ b,
-                  'input_gradient': lambda a, b: a @ b.T,
-                  'weight_gradient': lambda a, b: a.T @ b}[form])
+  product = {'forward': lambda a, b: a @ b,
+             'input_gradient': lambda a, b: a @ b.T,
+             'weight_gradient': lambda a, b: a.T @ b}[form]
+  return jax.jit(product).lower(a, b).compile()
 
 
 def _torch_product(form: str):
@@ -126,8 +134,8 @@ def measure(sizes: Sequence[str], steps: int = 10, warmup: int = 3,
     flops = 2 * m * k * n
     for form in FORMS:
       a, b = _operands(form, m, k, n, rng)
-      xla_s = _median_seconds(_xla_product(form), jax.device_put((a, b), cpu), steps, warmup,
-                              repeats)
+      operands = jax.device_put((a, b), cpu)
+      xla_s = _median_seconds(_xla_product(form, *operands), operands, steps, warmup, repeats)
       torch_s = _median_seconds(_torch_product(form), (torch.from_numpy(a), torch.from_numpy(b)),
                                 steps, warmup, repeats)
       records.append({

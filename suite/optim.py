@@ -27,7 +27,7 @@ import optax
 from suite import costs
 from suite.shapes import closest
 
-OPTIMIZERS = ('adafactor', 'adamw', 'big_vision_adafactor', 'sgd')
+OPTIMIZERS = costs.OPTIMIZERS  # defined jax-free in suite.memory for the planner
 SCHEDULES = ('rsqrt', 'constant', 'cosine', 'linear', 'reciprocal_sqrt')
 MOMENTUM_DTYPES = ('bfloat16', 'float32')
 

@@ -17,6 +17,7 @@ code runs on a laptop, one GPU or a pod slice. A mesh is written `data:2,fsdp:2,
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
@@ -284,13 +285,18 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 def _process_shards(mesh: Mesh, process: int | None = None) -> list[int]:
   """The batch slices (0 .. batch_shards-1, in batch order) that `process`'s devices hold."""
-  process = jax.process_index() if process is None else process
+  return list(_held_shards(mesh, jax.process_index() if process is None else process))
+
+
+@functools.lru_cache(maxsize=64)
+def _held_shards(mesh: Mesh, process: int) -> tuple[int, ...]:
+  """`_process_shards`, cached: the per-step batch checks walk the mesh's devices once."""
   fsdp = mesh.shape[FSDP]
   held = set()
   for (d, f, _), device in np.ndenumerate(mesh.devices):
     if device.process_index == process:
       held.add(d * fsdp + f)
-  return sorted(held)
+  return tuple(sorted(held))
 
 
 def process_batch_shards(mesh: Mesh) -> int:
@@ -343,12 +349,6 @@ def process_rows(global_batch_size: int, mesh: Mesh, multiple: int = 1,
         f'global batch size {global_batch_size} does not split over the {count} process '
         f'groups; use a multiple of {count * batch_shards(mesh)}')
   return slice(shards[0] * per_shard, (shards[-1] + 1) * per_shard)
-
-
-def process_batch_size(global_batch_size: int, mesh: Mesh, multiple: int = 1) -> int:
-  """How many rows of a global batch this process feeds (`process_rows`)."""
-  rows = process_rows(global_batch_size, mesh, multiple)
-  return rows.stop - rows.start
 
 
 def check_batch(batch: Any, mesh: Mesh, multiple: int = 1) -> int:

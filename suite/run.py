@@ -447,11 +447,17 @@ def work_chains(plan: list[units.Unit], workdir: str, options: ModelOptions,
   facts = session.facts()
   key_of = {u.run_id: u.key for u in work}
 
+  seen = {'size': -1, 'keys': set()}  # the journal is append-only: reparse when it grows
+
   def done_anywhere() -> set[str]:
-    records = journal.read(workdir)
-    before, since = records[:facts['journal_records']], records[facts['journal_records']:]
-    ids = journal.finished(before) | {r['run_id'] for r in since}
-    return {key_of[i] for i in ids if i in key_of}
+    path = journal.path(workdir)
+    size = os.path.getsize(path) if os.path.exists(path) else 0
+    if size != seen['size']:
+      records = journal.read(workdir)
+      before, since = records[:facts['journal_records']], records[facts['journal_records']:]
+      ids = journal.finished(before) | {r['run_id'] for r in since}
+      seen.update(size=size, keys={key_of[i] for i in ids if i in key_of})
+    return seen['keys']
 
   progress = Progress(work, estimate, workdir, label=f'w{index}', shared=done_anywhere,
                       workers=facts['workers'], started=facts['started'], tensorboard=False)

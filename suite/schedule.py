@@ -60,8 +60,7 @@ def chains(plan: Sequence[Unit], seconds: Mapping[str, float]) -> list[Chain]:
   for members in groups.values():
     digest = hashlib.sha256('\n'.join(u.run_id for u in members).encode()).hexdigest()[:16]
     out.append(Chain(digest, tuple(members), sum(seconds.get(u.key, 0.0) for u in members)))
-  order = {id(c): i for i, c in enumerate(out)}
-  return sorted(out, key=lambda c: (-c.seconds, order[id(c)]))
+  return sorted(out, key=lambda c: -c.seconds)  # stable: ties keep plan order
 
 
 def makespan(durations: Sequence[float], workers: int) -> float:

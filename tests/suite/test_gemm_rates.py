@@ -41,8 +41,8 @@ def test_forms_compute_the_products_they_name():
   expected = {'forward': x @ w, 'input_gradient': g @ w.T, 'weight_gradient': x.T @ g}
   for form in gemm_rates.FORMS:
     a, b = operands[form]
-    np.testing.assert_allclose(np.asarray(gemm_rates._xla_product(form)(a, b)), expected[form],
-                               rtol=1e-5, atol=1e-5)
+    xla_out = gemm_rates._xla_product(form, a, b)(a, b)
+    np.testing.assert_allclose(np.asarray(xla_out), expected[form], rtol=1e-5, atol=1e-5)
     torch_out = gemm_rates._torch_product(form)(torch.from_numpy(a), torch.from_numpy(b))
     np.testing.assert_allclose(torch_out.numpy(), expected[form], rtol=1e-5, atol=1e-5)
     shapes = [t.shape for t in gemm_rates._operands(form, 6, 4, 5, rng)]
